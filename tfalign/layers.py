@@ -1,0 +1,220 @@
+"""Shared, exportable layers used by every architecture.
+
+Everything here converts to TFLite *builtin* ops (no Flex, no custom ops) and to CoreML, int8 included:
+bilinear sampling is written once with FLOOR + GATHER on a flattened feature map (``tf.image.crop_and_resize``
+and ``tf.gather_nd`` with batch dims are avoided), and RoIAlign, shape-indexed patches and deformable convolution
+are all built on :func:`bilinear_sample`.
+
+Coordinate conventions:
+    * Feature-map pixel coordinates: the centre of column ``i`` is ``x = i`` (so the map spans [-0.5, W - 0.5]).
+    * Normalised coordinates (model outputs, contract ``xy_normalized`` with origin ``edge``):
+      ``u = (x + 0.5) / W``.
+"""
+from __future__ import annotations
+
+from tfalign._keras import keras, register, tf
+
+
+def normalized_to_pixel(points, height, width):
+    """[.., 2] normalised (edge origin) → feature-map pixel coordinates (centre convention)."""
+    scale = tf.constant([float(width), float(height)], dtype=points.dtype)
+    return points * scale - 0.5
+
+
+def pixel_to_normalized(points, height, width):
+    scale = tf.constant([float(width), float(height)], dtype=points.dtype)
+    return (points + 0.5) / scale
+
+
+def bilinear_sample(features, points):
+    """Sample ``features`` [B, H, W, C] at ``points`` [B, P, 2] (x, y in pixel coords) → [B, P, C].
+
+    Outside the map the features are taken as zero (RoIAlign's convention), weighted by the bilinear weights of
+    the in-range corners. Static H and W are required (they always are in exported models).
+    """
+    shape = features.shape
+    height, width, channels = int(shape[1]), int(shape[2]), int(shape[3])
+    batch = tf.shape(features)[0]
+    num = tf.shape(points)[1]
+    x = points[..., 0]
+    y = points[..., 1]
+    x0 = tf.floor(x)
+    y0 = tf.floor(y)
+    wx1 = x - x0
+    wy1 = y - y0
+    wx0 = 1.0 - wx1
+    wy0 = 1.0 - wy1
+    flat = tf.reshape(features, [-1, channels])
+    base = tf.reshape(tf.range(batch) * (height * width), [-1, 1])
+
+    def corner(xc, yc, weight):
+        valid = tf.cast((xc >= 0.0) & (xc <= width - 1.0) & (yc >= 0.0) & (yc <= height - 1.0), features.dtype)
+        xi = tf.cast(tf.clip_by_value(xc, 0.0, width - 1.0), tf.int32)
+        yi = tf.cast(tf.clip_by_value(yc, 0.0, height - 1.0), tf.int32)
+        idx = tf.reshape(base + yi * width + xi, [-1])
+        vals = tf.reshape(tf.gather(flat, idx), [batch, num, channels])
+        return vals * tf.expand_dims(weight * valid, -1)
+
+    return (corner(x0, y0, wx0 * wy0) + corner(x0 + 1.0, y0, wx1 * wy0)
+            + corner(x0, y0 + 1.0, wx0 * wy1) + corner(x0 + 1.0, y0 + 1.0, wx1 * wy1))
+
+
+def patch_grid(size: int, spacing: float = 1.0):
+    """[size*size, 2] offsets (x, y) of a square sampling grid centred on 0, row-major, ``spacing`` apart."""
+    r = (tf.range(size, dtype=tf.float32) - (size - 1) / 2.0) * spacing
+    gy, gx = tf.meshgrid(r, r, indexing="ij")
+    return tf.stack([tf.reshape(gx, [-1]), tf.reshape(gy, [-1])], axis=-1)
+
+
+@register("BilinearSample")
+class BilinearSample(keras.layers.Layer):
+    """Keras layer around :func:`bilinear_sample`: inputs ``[features, points]``.
+
+    Args:
+        normalized: if True, ``points`` are normalised edge-origin coordinates of the feature map.
+    """
+
+    def __init__(self, normalized: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.normalized = normalized
+
+    def call(self, inputs):
+        features, points = inputs
+        if self.normalized:
+            points = normalized_to_pixel(points, features.shape[1], features.shape[2])
+        return bilinear_sample(features, points)
+
+    def get_config(self):
+        return {**super().get_config(), "normalized": self.normalized}
+
+
+@register("PointPatches")
+class PointPatches(keras.layers.Layer):
+    """RoIAlign around points: a ``size`` × ``size`` bilinear patch centred on each point.
+
+    Inputs ``[features [B, H, W, C], points [B, P, 2] normalised (edge origin)]`` → ``[B, P, size, size, C]``.
+    ``spacing`` is the distance between samples in feature-map pixels (RoIAlign with one sample per bin when
+    ``spacing = roi_side / size``). Used by the two-stage model (RoIAlign), Pose-Tree-MoE (shape-indexed patches).
+    """
+
+    def __init__(self, size: int, spacing: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if size <= 0:
+            raise ValueError(f"PointPatches size must be > 0, got {size}")
+        self.size = int(size)
+        self.spacing = float(spacing)
+
+    def call(self, inputs):
+        features, points = inputs
+        h, w = features.shape[1], features.shape[2]
+        centres = normalized_to_pixel(points, h, w)  # [B, P, 2]
+        grid = patch_grid(self.size, self.spacing)  # [S*S, 2]
+        num = tf.shape(points)[1]
+        samples = tf.reshape(centres[:, :, None, :] + grid[None, None], [tf.shape(points)[0], -1, 2])
+        vals = bilinear_sample(features, samples)
+        return tf.reshape(vals, [-1, num, self.size, self.size, features.shape[-1]])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "spacing": self.spacing}
+
+
+@register("SpatialSoftmax")
+class SpatialSoftmax(keras.layers.Layer):
+    """Softmax over the spatial cells of each channel: [B, H, W, N] → [B, H, W, N], each map summing to 1."""
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, heatmaps):
+        h, w, n = heatmaps.shape[1], heatmaps.shape[2], heatmaps.shape[3]
+        flat = tf.reshape(heatmaps, [-1, h * w, n])
+        if self.temperature != 1.0:
+            flat = flat / self.temperature
+        return tf.reshape(tf.nn.softmax(flat, axis=1), [-1, h, w, n])
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+@register("SoftArgmax")
+class SoftArgmax(keras.layers.Layer):
+    """Expected (x, y) of each map of ``[B, H, W, N]`` → ``[B, N, 2]`` normalised (edge origin).
+
+    Args:
+        normalize: ``softmax`` (spatial softmax first), ``sum`` (divide non-negative maps by their sum, e.g.
+            sigmoid heatmaps as in the two-stage mobile model) or ``none`` (maps are already distributions).
+    """
+
+    def __init__(self, normalize: str = "softmax", temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if normalize not in ("softmax", "sum", "none"):
+            raise ValueError(f"SoftArgmax normalize must be softmax|sum|none, got '{normalize}'")
+        self.normalize = normalize
+        self.temperature = float(temperature)
+
+    def call(self, heatmaps):
+        h, w, n = heatmaps.shape[1], heatmaps.shape[2], heatmaps.shape[3]
+        flat = tf.reshape(heatmaps, [-1, h * w, n])
+        if self.normalize == "softmax":
+            prob = tf.nn.softmax(flat / self.temperature if self.temperature != 1.0 else flat, axis=1)
+        elif self.normalize == "sum":
+            prob = flat / (tf.reduce_sum(flat, axis=1, keepdims=True) + 1e-6)
+        else:
+            prob = flat
+        xs = (tf.range(w, dtype=heatmaps.dtype) + 0.5) / float(w)
+        ys = (tf.range(h, dtype=heatmaps.dtype) + 0.5) / float(h)
+        gy, gx = tf.meshgrid(ys, xs, indexing="ij")
+        grid = tf.stack([tf.reshape(gx, [-1]), tf.reshape(gy, [-1])], axis=-1)  # [H*W, 2]
+        # [B, N, H*W] @ [H*W, 2] as a MatMul keeps the export to one FULLY_CONNECTED/BATCH_MATMUL op.
+        return tf.matmul(tf.transpose(prob, [0, 2, 1]), grid)
+
+    def get_config(self):
+        return {**super().get_config(), "normalize": self.normalize, "temperature": self.temperature}
+
+
+@register("GroupConv2D")
+class GroupConv2D(keras.layers.Layer):
+    """Grouped convolution that converts to TFLite builtins *and* CoreML.
+
+    tf_keras ``Conv2D(groups=g)`` fails the CoreML converter, so the groups are written as split → convolutions
+    → concat (``impl="split"``), or as one ``tf.nn.conv2d`` with a grouped kernel (``impl="native"``: one
+    TFLite CONV_2D, CoreML ``groups``).
+    """
+
+    def __init__(self, filters: int, kernel_size: int, groups: int, strides: int = 1, padding: str = "same",
+                 use_bias: bool = True, impl: str = "native", kernel_initializer="he_normal", **kwargs):
+        super().__init__(**kwargs)
+        if filters % groups:
+            raise ValueError(f"GroupConv2D filters={filters} not divisible by groups={groups}")
+        if impl not in ("native", "split"):
+            raise ValueError(f"GroupConv2D impl must be native|split, got '{impl}'")
+        self.filters, self.kernel_size, self.groups = int(filters), int(kernel_size), int(groups)
+        self.strides, self.padding, self.use_bias, self.impl = int(strides), padding, use_bias, impl
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        cin = int(input_shape[-1])
+        if cin % self.groups:
+            raise ValueError(f"GroupConv2D input channels {cin} not divisible by groups={self.groups}")
+        k = self.kernel_size
+        self.kernel = self.add_weight("kernel", (k, k, cin // self.groups, self.filters),
+                                      initializer=self.kernel_initializer)
+        self.bias = self.add_weight("bias", (self.filters,), initializer="zeros") if self.use_bias else None
+        super().build(input_shape)
+
+    def call(self, x):
+        pad = self.padding.upper()
+        if self.impl == "native":
+            y = tf.nn.conv2d(x, self.kernel, strides=self.strides, padding=pad)
+        else:
+            xs = tf.split(x, self.groups, axis=-1)
+            ks = tf.split(self.kernel, self.groups, axis=-1)
+            y = tf.concat([tf.nn.conv2d(a, b, strides=self.strides, padding=pad) for a, b in zip(xs, ks)], -1)
+        return y + self.bias if self.bias is not None else y
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "groups": self.groups, "strides": self.strides, "padding": self.padding,
+                "use_bias": self.use_bias, "impl": self.impl,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
