@@ -10,7 +10,8 @@ paper's defaults (including an ``input: InputSpec`` and a ``train: TrainSpec``) 
 * ``loss(config, outputs, batch) -> (total, {name: scalar})``: ``batch`` is a dict with ``image``, ``points``
   ``[B, N, 2]`` (same normalisation as ``landmarks``), ``mask`` ``[B, N]`` (1 where the point is annotated),
   and any extras the input spec asks for (``pose``, ``image2``/``points2``/``affine`` for paired views).
-* ``inference_model(config, model) -> keras.Model``: single input, single ``landmarks`` output, for export.
+* ``inference_model(config, model) -> keras.Model``: single input, single output: the landmarks of the primary
+  markup ``config.input.schemes[0]`` ([B, N0, 2], normalised), for export. The contract's scheme is that markup.
 
 Presets (``pipnet_r18``, ``mobile_two_stage``...) map a user-facing name to (architecture, config overrides).
 The trainer, evaluator and exporter only talk to this interface: no per-model special cases anywhere else.
