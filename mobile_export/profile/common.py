@@ -1,0 +1,180 @@
+"""What every profiler part shares: the interpreter, the model and its contract, statistics, the result schema.
+
+The profiler reads only an exported ``.tflite`` and the contract JSON the exporter writes beside it, so that a model
+from any architecture (or from outside tfalign) is profiled the same way.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import platform
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO / "schemas" / "benchmark.schema.json"
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "npu", "coreml", "hexagon", "qnn", "other")
+
+
+def interpreter_module():
+    """(module, name) of the LiteRT interpreter, else tflite-runtime (only usable with numpy < 2, see STACK.md)."""
+    try:
+        from ai_edge_litert import interpreter as mod
+        return mod, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as mod
+        return mod, "tflite_runtime"
+    except ImportError as exc:
+        raise RuntimeError("no TFLite interpreter: pip install ai-edge-litert (or tflite-runtime)") from exc
+
+
+def runtime_version() -> str:
+    mod, name = interpreter_module()
+    try:
+        from importlib.metadata import version
+        return f"{name} {version('ai-edge-litert' if name == 'ai_edge_litert' else 'tflite-runtime')}"
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        return name
+
+
+def make_interpreter(model_path=None, model_content=None, threads: int = 1, xnnpack: bool = True):
+    """An interpreter with XNNPACK on (the default delegate LiteRT applies) or off (builtin kernels only)."""
+    mod, _ = interpreter_module()
+    # BUILTIN_WITHOUT_DEFAULT_DELEGATES is the documented switch that keeps the interpreter from applying XNNPACK.
+    resolver = mod.OpResolverType.AUTO if xnnpack else mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return mod.Interpreter(model_path=None if model_path is None else os.fspath(model_path),
+                           model_content=model_content, num_threads=int(threads),
+                           experimental_op_resolver_type=resolver)
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def contract_candidates(model_path) -> list[pathlib.Path]:
+    p = pathlib.Path(model_path)
+    return [p.with_suffix(".json"), p.with_name(p.stem + ".contract.json"), p.parent / "contract.json"]
+
+
+def load_contract(model_path):
+    """(contract dict or None, where it came from or why not). A contract that is present but broken is an error."""
+    for cand in contract_candidates(model_path):
+        if not cand.is_file():
+            continue
+        try:
+            data = json.loads(cand.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{cand}: contract is not valid JSON ({exc})") from exc
+        # A summary JSON beside the model is not a contract: a contract always describes the input tensor.
+        if isinstance(data, dict) and isinstance(data.get("input"), dict) and "outputs" in data:
+            return data, str(cand)
+    names = ", ".join(c.name for c in contract_candidates(model_path))
+    return None, f"no contract beside the model (looked for {names}); input taken from the interpreter's tensor details"
+
+
+def check_model_path(path) -> pathlib.Path:
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: model file not found")
+    if p.suffix.lower() != ".tflite":
+        raise ValueError(f"{p}: expected a .tflite file (CoreML models are profiled on the phone: see --import)")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise ValueError(f"{p}: not a TFLite flatbuffer (missing the TFL3 identifier)")
+    return p
+
+
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
+              "int16": np.int16, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
+
+
+def make_inputs(input_details, contract=None, seed: int = 0) -> list[np.ndarray]:
+    """Plausible input tensors: a random 0..255 image normalised and quantized as the contract says, else
+    values drawn from each input's own dtype and quantization (so int8 kernels see realistic ranges)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, det in enumerate(input_details):
+        shape = [int(d) for d in det["shape"]]
+        dtype = np.dtype(det["dtype"])
+        cin = (contract or {}).get("input") if i == 0 else None
+        if cin:
+            pixels = rng.uniform(0, 255, size=shape)
+            mean = np.asarray(cin.get("mean", 0.0), dtype=np.float64)
+            std = np.asarray(cin.get("std", 1.0), dtype=np.float64)
+            x = (pixels - mean) / std
+        else:
+            x = rng.standard_normal(size=shape)
+        if np.issubdtype(dtype, np.integer):
+            scale, zp = det.get("quantization", (0.0, 0))
+            if cin and cin.get("scale"):
+                scale, zp = float(cin["scale"]), int(cin.get("zero_point", 0))
+            info = np.iinfo(dtype)
+            q = np.round(x / scale) + zp if scale else rng.integers(info.min, info.max, size=shape, endpoint=True)
+            out.append(np.clip(q, info.min, info.max).astype(dtype))
+        elif dtype == np.bool_:
+            out.append(x > 0)
+        else:
+            out.append(x.astype(dtype))
+    return out
+
+
+def percentiles(samples_ms) -> dict:
+    a = np.asarray(samples_ms, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no timing samples")
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(a.mean()),
+            "min_ms": float(a.min()), "max_ms": float(a.max()), "std_ms": float(a.std())}
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def host_device() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"model": f"host ({platform.node() or 'unknown'})", "manufacturer": "", "soc": cpu,
+            "os": f"{platform.system()} {platform.release()}", "abi": platform.machine(),
+            "cpu_cores": os.cpu_count() or 1}
+
+
+def load_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate_benchmark(doc, source: str = "benchmark JSON") -> None:
+    """Raise ValueError naming ``source`` and the first offending field if ``doc`` breaks the schema."""
+    import jsonschema
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ValueError(f"{source}: {where}: {err.message}")
+
+
+def fmt_table(headers, rows) -> str:
+    """A plain text table (the CLI's human output); numbers are formatted by the caller."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
