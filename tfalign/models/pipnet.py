@@ -1,0 +1,360 @@
+"""PIPNet (Jin et al., "Pixel-in-Pixel Net", IJCV 2021): PIP regression + neighbour regression module (NRM).
+
+Paper sections implemented here:
+    * §3.1 PIP regression: on the stride-S feature map (8×8 for 256×256 at S=32) 1×1 convolutions predict, per
+      landmark, a score map and x/y offsets inside each grid cell, relative to the cell's top-left corner.
+      Loss (eq. 1-3): L2 on every score cell, L1 on the offsets at the positive cell only.
+    * §3.2 NRM: each landmark also predicts the offsets of its C = 10 nearest landmarks on the training mean face
+      (eq. 5-6, L1 at the positive cell). At inference each landmark averages its own prediction with the
+      predictions other landmarks made of it.
+    * §3.3 STC: optional score heads at strides 2S and 4S (Tasks 2 and 1); the curriculum loop is
+      ``tfalign.stc``. As in the authors' code, the extra heads are the same 1×1 score convolution applied to
+      2×2 max-pooled features (``networks_gssl.py``), so they add no parameters.
+    * §4.1.2 defaults: 256×256 RGB, stride 32, α = β = 0.1 (0.02 / 0.125 / 0.25 at strides 16 / 64 / 128),
+      Adam 1e-4 decayed ×0.1 at epochs 30 and 50, batch 16, 60 epochs.
+
+Decoding happens in the graph (``PIPDecode``) with builtin TFLite ops that survive full-int8 conversion: ARG_MAX
+picks the cell, a one-hot mask times the (cell index + offset) maps summed over cells gathers its values, and the
+NRM average is one constant matrix product. ``outputs["landmarks"]`` is [B, N, 2] normalised (edge origin); the
+raw maps stay available as the other outputs.
+
+Differences from the authors' code, on purpose:
+    * The NRM average is the exact mean the paper describes; the reference pads each landmark's list of
+      neighbour predictions to a common length by repeating entries, which weights some of them twice.
+    * Loss normalisation follows eq. 2, 3 and 6 (means over cells / positives); the reference sums the x and y
+      terms with weights 10 and 1, i.e. the same balance up to a factor 2 on the regression terms.
+    * Unannotated points (mask 0, e.g. 68-point heads on 5-point MTFL faces) are excluded from every term.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import numpy as np
+
+from tfalign._keras import keras, layers, register, tf
+from tfalign.models.backbones import STRIDES, build_backbone, get_backbone
+from tfalign.models.base import Architecture, InputSpec, TrainSpec, register_architecture, register_preset
+
+# §4.1.2: α and β per network stride, chosen so the classification and regression losses are comparable.
+PAPER_LOSS_WEIGHTS = {16: 0.02, 32: 0.1, 64: 0.125, 128: 0.25}
+
+# Training mean faces (normalised crop coordinates) that define the neighbours when the config names none.
+MEAN_FACE_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights", "pipnet_mbv3",
+                              "meanface.json")
+
+# Which Task of §3.3 a sample trains: labelled data always Task 3; pseudo-labels move 1 → 2 → 3.
+TASK_COARSE_128, TASK_COARSE_64, TASK_PIP = 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PIPNetConfig:
+    """PIPNet with the paper's defaults (§4.1.2).
+
+    Attributes:
+        backbone: a name from ``tfalign.models.backbones`` (``resnet18``, ``mobilenet_v2``,
+            ``mobilenet_v3_small``, ``mobilenet_v3_large``).
+        backbone_weights: optional local ``.h5`` with backbone weights (e.g. ImageNet), loaded by layer name.
+        stride: network stride S (16, 32, 64, 128); the heat map is H/S × W/S.
+        num_neighbors: C, neighbours per landmark in the NRM (0 disables the NRM).
+        neighbors: explicit [N][C] neighbour indices; empty → computed from the packaged training mean face
+            (``MEAN_FACE_FILE``) of ``input.schemes``.
+        alpha, beta: offset / neighbour loss weights; None → the paper's value for ``stride``.
+        stc: add the stride-2S and 4S score heads used by self-training with curriculum.
+        head_init_std: std of the normal initialisation of the 1×1 heads (0.001 in the authors' code).
+    """
+    input: InputSpec = dataclasses.field(default_factory=InputSpec)
+    train: TrainSpec = dataclasses.field(default_factory=TrainSpec)
+    backbone: str = "resnet18"
+    backbone_weights: Optional[str] = None
+    stride: int = 32
+    num_neighbors: int = 10
+    neighbors: tuple = ()
+    alpha: Optional[float] = None
+    beta: Optional[float] = None
+    stc: bool = False
+    head_init_std: float = 0.001
+
+    def __post_init__(self):
+        get_backbone(self.backbone)  # unknown names raise ValueError listing the known ones
+        if self.stride not in STRIDES:
+            raise ValueError(f"stride must be one of {STRIDES}, got {self.stride}")
+        for side in (self.input.height, self.input.width):
+            if side % self.stride or (self.stc and side % (self.stride * 4)):
+                raise ValueError(f"input size {self.input.height}x{self.input.width} must be divisible by "
+                                 f"{self.stride * (4 if self.stc else 1)} (stride {self.stride}"
+                                 f"{', STC heads at 4x stride' if self.stc else ''})")
+        n = self.input.num_points
+        if not 0 <= self.num_neighbors < n:
+            raise ValueError(f"num_neighbors must be in [0, {n - 1}] for {n} points, got {self.num_neighbors}")
+        if self.neighbors:
+            table = np.asarray(self.neighbors)
+            if table.shape != (n, self.num_neighbors):
+                raise ValueError(f"neighbors must be [{n}][{self.num_neighbors}] indices, got shape {table.shape}")
+            if table.size and (table.min() < 0 or table.max() >= n or
+                               np.any(table == np.arange(n)[:, None])):
+                raise ValueError("neighbors: indices must be in [0, N) and exclude the landmark itself")
+        for key in ("alpha", "beta"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"{key} must be >= 0, got {value}")
+
+    @property
+    def loss_weights(self) -> tuple[float, float]:
+        default = PAPER_LOSS_WEIGHTS[self.stride]
+        return (default if self.alpha is None else self.alpha, default if self.beta is None else self.beta)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.input.height // self.stride, self.input.width // self.stride
+
+
+# --- mean face and neighbours ---------------------------------------------------------------------------------
+def neighbors_from_mean_face(mean_face, num_neighbors: int) -> np.ndarray:
+    """[N, C] indices of the C landmarks closest (Euclidean) to each landmark of ``mean_face`` [N, 2], itself
+    excluded (§3.2). Ties break by index, so the table is deterministic."""
+    face = np.asarray(mean_face, dtype=np.float64)
+    if face.ndim != 2 or face.shape[1] != 2:
+        raise ValueError(f"mean face must be [N, 2], got shape {face.shape}")
+    d = np.sum((face[:, None] - face[None]) ** 2, axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return np.argsort(d, axis=1, kind="stable")[:, :num_neighbors].astype(np.int32)
+
+
+def mean_face(points, mask=None) -> np.ndarray:
+    """Mean of normalised face shapes [M, N, 2] over the annotated samples of each point."""
+    pts = np.asarray(points, np.float64)
+    m = np.ones(pts.shape[:2]) if mask is None else np.asarray(mask, np.float64)
+    count = m.sum(0)
+    if np.any(count == 0):
+        raise ValueError(f"mean face: points {np.flatnonzero(count == 0).tolist()} are never annotated")
+    return (pts * m[..., None]).sum(0) / count[:, None]
+
+
+def load_mean_face(schemes, path: str = MEAN_FACE_FILE) -> np.ndarray:
+    """Packaged mean face of the concatenated ``schemes``; a scheme without its own entry is converted from one
+    that has (``tfalign.schemes.conversion_matrix``, e.g. 300w_68 → mtfl_5)."""
+    from tfalign.schemes import conversion_matrix, get_scheme
+    try:
+        with open(path, encoding="utf-8") as fh:
+            faces = json.load(fh)["mean_faces"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: cannot read the packaged mean faces ({exc}); pass config.neighbors") from None
+    parts = []
+    for name in schemes:
+        key = get_scheme(name).name
+        if key in faces:
+            parts.append(np.asarray(faces[key], np.float64))
+            continue
+        for src, face in faces.items():
+            try:
+                parts.append(conversion_matrix(src, key) @ np.asarray(face, np.float64))
+                break
+            except KeyError:
+                continue
+        else:
+            raise ValueError(f"{path}: no mean face for scheme '{key}' (has {sorted(faces)}); pass config.neighbors")
+    return np.concatenate(parts, axis=0)
+
+
+def resolve_neighbors(config: PIPNetConfig) -> np.ndarray:
+    if config.neighbors:
+        return np.asarray(config.neighbors, np.int32).reshape(config.input.num_points, config.num_neighbors)
+    return neighbors_from_mean_face(load_mean_face(config.input.schemes), config.num_neighbors)
+
+
+def nrm_merge_matrix(neighbors) -> np.ndarray:
+    """[N, N + N*C] matrix averaging each landmark's own prediction with every prediction of it made by the
+    landmarks that have it as a neighbour (§3.2). Columns: N own predictions, then (landmark j, neighbour c) at
+    ``N + j*C + c``."""
+    nb = np.asarray(neighbors, np.int64)
+    n, c = nb.shape
+    m = np.zeros((n, n + n * c), np.float32)
+    m[np.arange(n), np.arange(n)] = 1.0
+    for j in range(n):
+        for k in range(c):
+            m[nb[j, k], n + j * c + k] = 1.0
+    return m / m.sum(axis=1, keepdims=True)
+
+
+# --- in-graph target encoding (targets-agnostic TF; tfalign.data.targets may offer the same) --------------------
+def encode_pip(points, mask, height: int, width: int, neighbors=None):
+    """PIP targets of normalised points [B, N, 2] on a ``height`` × ``width`` grid (§3.1, §3.2, Fig. 4).
+
+    Returns a dict: ``cell`` [B, N] int32 (row-major positive cell), ``score`` [B, H*W, N] one-hot,
+    ``offset`` [B, N, 2] (x, y) in cell units from the cell's top-left corner, and when ``neighbors`` [N, C] is
+    given ``neighbor_offset`` [B, N, C, 2] (neighbour positions relative to the same corner) and
+    ``neighbor_mask`` [B, N, C] (both ends annotated). Points outside the crop use the nearest border cell.
+    """
+    points = tf.convert_to_tensor(points, tf.float32)
+    mask = tf.cast(mask, tf.float32)
+    scale = tf.constant([float(width), float(height)])
+    grid_pts = points * scale  # cell units, edge origin
+    corner = tf.clip_by_value(tf.floor(grid_pts), 0.0, tf.constant([width - 1.0, height - 1.0]))
+    cell = tf.cast(corner[..., 1] * width + corner[..., 0], tf.int32)
+    out = {"cell": cell, "offset": grid_pts - corner,
+           "score": tf.one_hot(cell, height * width, axis=1, dtype=tf.float32)}
+    if neighbors is not None and np.size(neighbors):
+        nb = tf.constant(np.asarray(neighbors, np.int32))
+        nb_pts = tf.gather(grid_pts, nb, axis=1)  # [B, N, C, 2]
+        out["neighbor_offset"] = nb_pts - corner[:, :, None, :]
+        out["neighbor_mask"] = mask[:, :, None] * tf.gather(mask, nb, axis=1)
+    return out
+
+
+def decode_pip(score, offset_x, offset_y, neighbor_x=None, neighbor_y=None, merge=None):
+    """Landmarks [B, N, 2] (normalised, edge origin) from PIP maps; see :class:`PIPDecode`."""
+    h, w, n = int(score.shape[1]), int(score.shape[2]), int(score.shape[3])
+    hw = h * w
+    cells = np.arange(hw)
+    col = tf.constant((cells % w).astype(np.float32)[None, :, None])
+    row = tf.constant((cells // w).astype(np.float32)[None, :, None])
+    best = tf.argmax(tf.reshape(score, [-1, hw, n]), axis=1, output_type=tf.int32)  # [B, N]
+    # One-hot × map summed over cells: int8-friendly gather (ONE_HOT, MUL, SUM) that keeps the batch dynamic.
+    pick = tf.one_hot(best, hw, axis=1, dtype=score.dtype)  # [B, HW, N]
+    xs = [tf.reduce_sum((tf.reshape(offset_x, [-1, hw, n]) + col) * pick, axis=1)]
+    ys = [tf.reduce_sum((tf.reshape(offset_y, [-1, hw, n]) + row) * pick, axis=1)]
+    if neighbor_x is not None and merge is not None:
+        c = int(neighbor_x.shape[-1]) // n
+        pick4 = pick[..., None]
+        for maps, base, acc in ((neighbor_x, col, xs), (neighbor_y, row, ys)):
+            vals = tf.reshape(maps, [-1, hw, n, c]) + base[..., None]
+            acc.append(tf.reshape(tf.reduce_sum(vals * pick4, axis=1), [-1, n * c]))
+        m = tf.constant(np.asarray(merge, np.float32).T)  # [N + N*C, N]
+        x = tf.matmul(tf.concat(xs, axis=1), m)
+        y = tf.matmul(tf.concat(ys, axis=1), m)
+    else:
+        x, y = xs[0], ys[0]
+    return tf.stack([x / float(w), y / float(h)], axis=-1)
+
+
+@register("PIPDecode")
+class PIPDecode(keras.layers.Layer):
+    """Inputs ``[score, offset_x, offset_y]`` or ``[..., neighbor_x, neighbor_y]`` → landmarks [B, N, 2].
+
+    ``neighbors`` [N][C] fixes the NRM average; it is stored in the layer config so an exported model needs no
+    data. With no neighbours the prediction is the best cell plus its own offsets.
+    """
+
+    def __init__(self, neighbors=(), **kwargs):
+        super().__init__(**kwargs)
+        self.neighbors = [list(map(int, r)) for r in neighbors]
+        self._merge = nrm_merge_matrix(self.neighbors) if self.neighbors and self.neighbors[0] else None
+
+    def call(self, inputs):
+        if self._merge is None:
+            return decode_pip(*inputs[:3])
+        return decode_pip(*inputs, merge=self._merge)
+
+    def get_config(self):
+        return {**super().get_config(), "neighbors": self.neighbors}
+
+
+# --- loss -------------------------------------------------------------------------------------------------------
+def pip_loss(config: PIPNetConfig, outputs: dict, batch: dict, neighbors=None):
+    """Eq. 5 (L = LS + α LO + β LN) with per-sample masks and the STC task of each sample.
+
+    ``batch["stc_task"]`` [B] (optional, default 3): 3 = full PIP loss at stride S, 2 / 1 = score loss only at
+    stride 2S / 4S (pseudo-labels early in the curriculum, §3.3).
+    """
+    if neighbors is None:
+        neighbors = resolve_neighbors(config) if config.num_neighbors else None
+    points = tf.cast(batch["points"], tf.float32)
+    mask = tf.cast(batch["mask"], tf.float32)
+    alpha, beta = config.loss_weights
+    h, w = config.grid
+    n = config.input.num_points
+    task = batch.get("stc_task")
+    if task is None:
+        task_w = {TASK_PIP: tf.ones_like(mask[:, 0])}
+    else:
+        task = tf.cast(tf.reshape(task, [-1]), tf.int32)
+        task_w = {t: tf.cast(tf.equal(task, t), tf.float32) for t in (TASK_COARSE_128, TASK_COARSE_64, TASK_PIP)}
+    mask3 = mask * task_w[TASK_PIP][:, None]
+
+    t = encode_pip(points, mask, h, w, neighbors)
+    # LS (eq. 2): mean squared error over every cell of every annotated map; with STC the three maps' cells are
+    # pooled into one mean, as in the authors' code, each sample counting on the map of its task.
+    sq_sum, cells = 0.0, 0.0
+    maps = [(outputs["score"], t["score"], mask3, h * w)]
+    if config.stc and task is not None:
+        for key, factor, tid in (("score_s64", 2, TASK_COARSE_64), ("score_s128", 4, TASK_COARSE_128)):
+            hh, ww = h // factor, w // factor
+            coarse = encode_pip(points, mask, hh, ww)["score"]
+            maps.append((outputs[key], coarse, mask * task_w[tid][:, None], hh * ww))
+    for pred, target, m, size in maps:
+        err = tf.square(tf.reshape(tf.cast(pred, tf.float32), [-1, size, n]) - target)
+        sq_sum += tf.reduce_sum(err * m[:, None, :])
+        cells += tf.reduce_sum(m) * size
+    loss_s = tf.math.divide_no_nan(sq_sum, cells)
+
+    pos = t["score"]  # [B, HW, N]
+
+    def at_positive(maps_, c=None):
+        flat = tf.reshape(tf.cast(maps_, tf.float32), [-1, h * w, n] if c is None else [-1, h * w, n, c])
+        return tf.reduce_sum(flat * (pos if c is None else pos[..., None]), axis=1)
+
+    off_pred = tf.stack([at_positive(outputs["offset_x"]), at_positive(outputs["offset_y"])], -1)
+    loss_o = tf.math.divide_no_nan(tf.reduce_sum(tf.abs(off_pred - t["offset"]) * mask3[..., None]),
+                                   2.0 * tf.reduce_sum(mask3))
+    terms = {"score": loss_s, "offset": loss_o}
+    total = loss_s + alpha * loss_o
+    if config.num_neighbors:
+        c = config.num_neighbors
+        nb_pred = tf.stack([at_positive(outputs["neighbor_x"], c), at_positive(outputs["neighbor_y"], c)], -1)
+        nb_mask = t["neighbor_mask"] * task_w[TASK_PIP][:, None, None]
+        loss_n = tf.math.divide_no_nan(
+            tf.reduce_sum(tf.abs(nb_pred - t["neighbor_offset"]) * nb_mask[..., None]),
+            2.0 * tf.reduce_sum(nb_mask))
+        terms["neighbor"] = loss_n
+        total = total + beta * loss_n
+    return total, terms
+
+
+# --- the architecture -----------------------------------------------------------------------------------------
+@register_architecture
+class PIPNet(Architecture):
+    name = "pipnet"
+    config_class = PIPNetConfig
+
+    def build(self, config: PIPNetConfig):
+        spec = config.input
+        n, c = spec.num_points, config.num_neighbors
+        neighbors = resolve_neighbors(config) if c else np.zeros((n, 0), np.int32)
+        image = keras.Input((spec.height, spec.width, spec.channels), name="image")
+        feats = build_backbone(config.backbone, image, stride=config.stride, weights=config.backbone_weights,
+                               input_mean=spec.mean, input_std=spec.std)
+
+        def head(filters, name):
+            return layers.Conv2D(filters, 1, name=name,
+                                 kernel_initializer=keras.initializers.RandomNormal(stddev=config.head_init_std),
+                                 bias_initializer="zeros")
+
+        score_head = head(n, "pip_score")
+        maps = {"score": score_head(feats), "offset_x": head(n, "pip_offset_x")(feats),
+                "offset_y": head(n, "pip_offset_y")(feats)}
+        decode_in = [maps["score"], maps["offset_x"], maps["offset_y"]]
+        if c:
+            maps["neighbor_x"] = head(n * c, "pip_neighbor_x")(feats)
+            maps["neighbor_y"] = head(n * c, "pip_neighbor_y")(feats)
+            decode_in += [maps["neighbor_x"], maps["neighbor_y"]]
+        landmarks = PIPDecode(neighbors=neighbors.tolist(), name="landmarks")(decode_in)
+        outputs = {"landmarks": landmarks, **maps}
+        if config.stc:
+            # Tasks 2 and 1 of §3.3: the shared score conv on max-pooled features (authors' networks_gssl.py).
+            p64 = layers.MaxPooling2D(2, name="stc_pool_s64")(feats)
+            p128 = layers.MaxPooling2D(2, name="stc_pool_s128")(p64)
+            outputs["score_s64"] = score_head(p64)
+            outputs["score_s128"] = score_head(p128)
+        return keras.Model(image, outputs, name=f"pipnet_{config.backbone}")
+
+    def loss(self, config: PIPNetConfig, outputs: dict, batch: dict):
+        return pip_loss(config, outputs, batch)
+
+
+register_preset("pipnet_r18", "pipnet", {"backbone": "resnet18"},
+                "PIPNet, ResNet-18, stride 32, C=10 (paper defaults, §4.1.2)")
+register_preset("pipnet_mbv3", "pipnet", {"backbone": "mobilenet_v3_large"},
+                "PIPNet, MobileNetV3-Large, stride 32, C=10; trained weights ship in tfalign/weights/pipnet_mbv3")
