@@ -11,6 +11,7 @@ STACK = [
     "opencv-python-headless==5.0.0.93",
     "numpy==2.4.6",
     "scikit-learn==1.9.1",
+    "tensorboard==2.21.0",                # tf.summary (training logs); TF 2.21 no longer pulls it in
 ]
 
 setup(

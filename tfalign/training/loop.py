@@ -1,0 +1,303 @@
+"""The training loop shared by every architecture.
+
+A custom loop (not ``Model.fit``) because the architectures' losses take the whole batch dict and several
+outputs, and because resuming must restore the data order too. One epoch = ``steps_per_epoch`` steps over a
+dataset rebuilt with a seed drawn from a checkpointed ``tf.random.Generator``: after a kill the resumed run
+draws the same seeds, sees the same batches in the same order and continues the same schedule.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from tfalign.io import atomic_path, atomic_write_json
+from tfalign.training import data as data_lib
+from tfalign.training.checkpoints import CheckpointStore
+from tfalign.training.runconfig import RunSettings, resolve_model, versions
+
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says where the last good checkpoint is."""
+
+
+def prepare_out_dir(out_dir: str, resume: bool) -> None:
+    """Refuse an unwritable ``--out``, a resume without a checkpoint, or overwriting another run."""
+    has_run = os.path.exists(os.path.join(out_dir, "config.json"))
+    if resume:
+        if not has_run:
+            raise ValueError(f"--resume: {out_dir} holds no training run (no config.json)")
+        if CheckpointStore(out_dir).pointer("last") is None:
+            raise ValueError(f"--resume: {out_dir} has no complete checkpoint yet (the run stopped during its "
+                             "first epoch); start it again without --resume into an empty --out")
+    elif has_run:
+        raise ValueError(f"--out {out_dir}: already holds a training run; pass --resume to continue it or choose "
+                         "another folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with atomic_path(os.path.join(out_dir, ".write-test")) as tmp:
+            with open(tmp, "w") as fh:
+                fh.write("ok")
+        os.unlink(os.path.join(out_dir, ".write-test"))
+    except OSError as exc:
+        raise ValueError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
+
+
+def model_inputs(model, batch: dict):
+    """What to call ``model`` with: the batch entries named like its ``keras.Input`` layers.
+
+    Architectures that need more than the image (image pairs, poses) give their inputs those names.
+    """
+    names = list(model.input_names)
+    missing = [n for n in names if n not in batch and not (len(names) == 1 and "image" in batch)]
+    if missing:
+        raise ValueError(f"model inputs {missing} are not in the data batch (it has {sorted(batch)}); the "
+                         "architecture's InputSpec must ask the pipeline for them")
+    if len(names) == 1:
+        return batch[names[0]] if names[0] in batch else batch["image"]
+    return {n: batch[n] for n in names}
+
+
+class Trainer:
+    """Trains one run into ``out_dir``. Build with validated inputs (``tfalign.train`` does that)."""
+
+    def __init__(self, run: RunSettings, out_dir: str, *, resume: bool = False, command=None,
+                 distribution=None, progress: bool = True, log_every: int = 10):
+        from tfalign.training.distribute import make_distribution
+        self.run = run
+        self.out_dir = out_dir
+        self.resume = resume
+        self.command = list(command or sys.argv)
+        self.progress = progress
+        self.log_every = max(1, int(log_every))
+        self.arch, self.config = resolve_model(run.model, run.config)
+        self.spec = self.config.input
+        loaded = (data_lib.load_specs(run.data, "--data"), data_lib.load_specs(run.val, "--val"))
+        data_lib.check_schemes(loaded[0], self.spec, "--data")
+        data_lib.check_schemes(loaded[1], self.spec, "--val")
+        self.train_records = [r for _, recs in loaded[0] for r in recs]
+        self.val_sets = loaded[1]
+        self.steps_per_epoch = run.steps_per_epoch or max(1, len(self.train_records) // run.batch_size)
+        self.dist = distribution or make_distribution(run.strategy)
+        self.store = CheckpointStore(out_dir, self.dist.is_chief)
+        self._build()
+
+    # ------------------------------------------------------------------ set-up
+    def _build(self):
+        from tfalign._keras import tf
+        from tfalign.training.schedules import make_optimizer
+        strategy = self.dist.strategy
+        with strategy.scope():
+            self.model = self.arch.build(self.config)
+            self.optimizer = make_optimizer(self.config.train, self.steps_per_epoch, self.run.epochs)
+            self.optimizer.build(self.model.trainable_variables)
+        # Outside the strategy scope: one plain generator per worker, identical on all of them.
+        self.rng = tf.random.Generator.from_seed(self.run.seed)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best_nme = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val_nme")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
+                                              rng=self.rng, best_val_nme=self.best_nme)
+        self._train_step = self._make_train_step()
+        self._predict = tf.function(lambda x: self.model(x, training=False)["landmarks"])
+
+    def _make_train_step(self):
+        from tfalign._keras import tf
+        strategy, model, optimizer, arch, config = (self.dist.strategy, self.model, self.optimizer, self.arch,
+                                                    self.config)
+        replicas = float(strategy.num_replicas_in_sync)
+
+        def step_fn(batch):
+            with tf.GradientTape() as tape:
+                outputs = model(model_inputs(model, batch), training=True)
+                total, parts = arch.loss(config, outputs, batch)
+                if model.losses:
+                    total = total + tf.add_n(model.losses)
+                # Each replica's loss is a mean over its share of the batch; summing gradients of loss/replicas
+                # over replicas gives the gradient of the global-batch mean.
+                scaled = total / replicas
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return {"loss": total, **parts}
+
+        @tf.function
+        def train_step(iterator):
+            values = strategy.run(step_fn, args=(next(iterator),))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in values.items()}
+
+        return train_step
+
+    # ------------------------------------------------------------------ records
+    def _write_config(self):
+        if not self.dist.is_chief:
+            return
+        atomic_write_json(os.path.join(self.out_dir, "config.json"), {
+            "format": "tfalign-run/1",
+            "architecture": self.arch.name,
+            **self.run.to_json(),
+            "steps_per_epoch_effective": self.steps_per_epoch,
+            "train_faces": len(self.train_records),
+            "val_faces": {spec: len(recs) for spec, recs in self.val_sets},
+            "num_workers": self.dist.num_workers,
+            "num_replicas": self.dist.num_replicas,
+            "versions": versions(),
+            "command": self.command,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+
+    def _load_history(self, upto: int) -> dict:
+        path = os.path.join(self.out_dir, "history.json")
+        history = {"epochs": [], "sessions": []}
+        if self.resume and os.path.exists(path):
+            import json
+            with open(path, encoding="utf-8") as fh:
+                history = json.load(fh)
+            # Epochs logged after the checkpoint we resume from are trained again: forget them.
+            history["epochs"] = [e for e in history["epochs"] if e["epoch"] <= upto]
+        history["sessions"].append({"command": self.command, "start_epoch": upto + 1, "versions": versions(),
+                                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return history
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        """Train until ``run.epochs``; returns the history dict (also in ``DIR/history.json``)."""
+        from tfalign._keras import tf
+        start = 0
+        if self.resume:
+            prefix = self.store.prefix("last")
+            self.checkpoint.read(prefix).assert_existing_objects_matched()
+            start = int(self.epoch.numpy())
+        else:
+            self._write_config()
+        history = self._load_history(start)
+        writers = self._summary_writers()
+        for epoch in range(start + 1, self.run.epochs + 1):
+            # Drawn before the epoch and saved after it: a resumed run draws exactly the seeds it would have.
+            epoch_seed = int(self.rng.uniform_full_int([], tf.int64).numpy() & 0x7FFFFFFF)
+            t0 = time.time()
+            train_stats = self._train_epoch(epoch, epoch_seed, writers)
+            val = self._validate()
+            primary = val["primary"]
+            improved = primary < float(self.best_nme.numpy())
+            if improved:
+                self.best_nme.assign(primary)
+            self.epoch.assign(epoch)
+            record = {"epoch": epoch, "seed": epoch_seed, "seconds": round(time.time() - t0, 3),
+                      "learning_rate": float(self.optimizer.learning_rate(self.optimizer.iterations).numpy())
+                      if callable(self.optimizer.learning_rate) else float(self.optimizer.learning_rate.numpy()),
+                      "step": int(self.optimizer.iterations.numpy()), "train": train_stats,
+                      "val": val["table"], "val_nme": primary, "best": improved}
+            history["epochs"].append(record)
+            self._log_epoch(writers, record)
+            # History first, then the checkpoint: after a kill the history may be one epoch ahead (trimmed on
+            # resume), never behind.
+            if self.dist.is_chief:
+                atomic_write_json(os.path.join(self.out_dir, "history.json"), history)
+            if improved:
+                self._save_best_weights()
+            self.store.save(self.checkpoint, epoch, {"epoch": epoch, "step": record["step"], "val_nme": primary,
+                                                     "best_val_nme": float(self.best_nme.numpy())}, improved)
+        return history
+
+    def _train_epoch(self, epoch: int, seed: int, writers) -> dict:
+        from tfalign._keras import tf
+        ds = data_lib.make_dataset(self.train_records, self.spec, training=True, batch_size=self.run.batch_size,
+                                   seed=seed).repeat()
+        options = tf.data.Options()
+        # Every worker reads the same seeded stream and keeps its share of each global batch, so a global batch
+        # is the same whatever the number of workers.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        iterator = iter(self.dist.strategy.experimental_distribute_dataset(ds.with_options(options)))
+        sums: dict[str, float] = {}
+        bar = _progress(self.steps_per_epoch, f"epoch {epoch}/{self.run.epochs}",
+                        self.progress and self.dist.is_chief)
+        try:
+            for i in range(self.steps_per_epoch):
+                values = {k: float(v.numpy()) for k, v in self._train_step(iterator).items()}
+                if not math.isfinite(values["loss"]):
+                    last = self.store.pointer("last")
+                    raise TrainingError(f"the loss became {values['loss']} at epoch {epoch}, step {i + 1}; last "
+                                        f"good checkpoint: {last['dir'] if last else 'none'} in {self.out_dir}")
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4g}", refresh=False)
+                step = int(self.optimizer.iterations.numpy())
+                if writers and step % self.log_every == 0:
+                    with writers["train"].as_default(step=step):
+                        for k, v in values.items():
+                            tf.summary.scalar(f"step/{k}", v)
+        finally:
+            bar.close()
+        return {k: v / self.steps_per_epoch for k, v in sums.items()}
+
+    def _validate(self) -> dict:
+        from tfalign.training.evaluation import predict_records, score
+        table, primary = {}, None
+        for spec, records in self.val_sets:
+            pred, true, mask = predict_records(self._predict, records, self.spec, self.run.batch_size,
+                                               lambda b: model_inputs(self.model, b))
+            result = score(pred, true, mask, self.spec)
+            table[spec] = result["summary"]
+            if primary is None:
+                primary = result["primary"]
+        return {"table": table, "primary": primary}
+
+    def _save_best_weights(self):
+        path = os.path.join(self.out_dir, BEST_WEIGHTS)
+        if self.dist.is_chief:
+            with atomic_path(path) as tmp:
+                self.model.save_weights(tmp, save_format="h5")
+        else:  # reading the weights may need every worker; write them where nobody looks
+            import tempfile
+            with tempfile.TemporaryDirectory(prefix="tfalign-worker-") as scratch:
+                self.model.save_weights(os.path.join(scratch, "w.h5"), save_format="h5")
+
+    # ------------------------------------------------------------------ logging
+    def _summary_writers(self):
+        if not self.dist.is_chief:
+            return None
+        from tfalign._keras import tf
+        root = os.path.join(self.out_dir, "tensorboard")
+        return {"train": tf.summary.create_file_writer(os.path.join(root, "train")),
+                "val": tf.summary.create_file_writer(os.path.join(root, "val"))}
+
+    def _log_epoch(self, writers, record):
+        if writers:
+            from tfalign._keras import tf
+            with writers["train"].as_default(step=record["epoch"]):
+                for k, v in record["train"].items():
+                    tf.summary.scalar(f"epoch/{k}", v)
+                tf.summary.scalar("epoch/learning_rate", record["learning_rate"])
+            with writers["val"].as_default(step=record["epoch"]):
+                for spec, summary in record["val"].items():
+                    for key, value in _flatten(summary).items():
+                        tf.summary.scalar(f"{spec}/{key}", value)
+            for w in writers.values():
+                w.flush()
+        if self.dist.is_chief:
+            star = " (best)" if record["best"] else ""
+            print(f"epoch {record['epoch']}/{self.run.epochs}: loss {record['train']['loss']:.4g}, "
+                  f"val NME {record['val_nme']:.4%}{star}, lr {record['learning_rate']:.3g}, "
+                  f"{record['seconds']:.1f}s", file=sys.stderr, flush=True)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5)
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    out = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "/"))
+        elif isinstance(v, (int, float, np.floating)) and math.isfinite(float(v)):
+            out[key] = float(v)
+    return out

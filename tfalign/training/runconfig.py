@@ -1,0 +1,120 @@
+"""What a training run is: model + full config + data + seed + ..., stored in ``DIR/config.json``.
+
+The config a run trains with is built in one order: the preset's (or architecture's) paper defaults, then the
+``--config`` JSON file (partial: only the fields it names change), then every ``--set key=value`` (dotted keys,
+values parsed as JSON where they parse, else taken as strings), then the dedicated flags (``--epochs``,
+``--batch-size``). The *full* resulting config is stored, so ``resolve(model, stored_config)`` rebuilds it exactly,
+whatever the presets say later.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import platform
+import sys
+from typing import Optional
+
+from tfalign import config as cfg_lib
+
+
+@dataclasses.dataclass
+class RunSettings:
+    model: str
+    config: dict
+    data: list
+    val: list
+    epochs: int
+    batch_size: int
+    seed: int = 0
+    steps_per_epoch: Optional[int] = None
+    strategy: str = "default"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, where: str) -> "RunSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise ValueError(f"{where}: not a tfalign run description ({exc})") from None
+
+
+def resolve_model(name: str, config_data: Optional[dict] = None):
+    """``tfalign.models.resolve`` with the trainer's test architecture registered too; errors as ValueError."""
+    from tfalign.models.base import resolve
+    from tfalign.training import testing  # noqa: F401  (registers tiny_test)
+    try:
+        return resolve(name, config_data)
+    except KeyError as exc:
+        raise ValueError(f"--model: {exc.args[0]}") from None
+
+
+def build_config(model: str, config_file: Optional[str] = None, sets=(), **train_overrides):
+    """(arch, config, full config dict) for ``model`` with the file, ``--set`` and flag overrides applied."""
+    arch, config = resolve_model(model)
+    data = cfg_lib.to_dict(config)
+    if config_file:
+        _merge(data, cfg_lib.load_json(config_file), where=config_file)
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set train.learning_rate=1e-3")
+        _set_dotted(data, key.strip(), _parse_value(raw), where=f"--set {item}")
+    for key, value in train_overrides.items():
+        if value is not None:
+            data.setdefault("train", {})[key] = value
+    config = arch.config_from_dict(data, where=f"config of model '{model}'")
+    return arch, config, _jsonable(cfg_lib.to_dict(config))
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    import tfalign
+    out = {"tfalign": tfalign.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in ("tensorflow", "tf-keras", "numpy", "opencv-python-headless"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _parse_value(raw: str):
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _merge(base: dict, extra: dict, where: str, path: str = "") -> None:
+    if not isinstance(extra, dict):
+        raise ValueError(f"{where}: {path or 'config'} must be a JSON object, got {type(extra).__name__}")
+    for key, value in extra.items():
+        full = f"{path}.{key}" if path else key
+        if key not in base:
+            raise ValueError(f"{where}: unknown config field '{full}'; valid here: {sorted(base)}")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            _merge(base[key], value, where, full)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def _set_dotted(data: dict, key: str, value, where: str) -> None:
+    node, parts = data, key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            valid = sorted(node) if isinstance(node, dict) else []
+            raise ValueError(f"{where}: unknown config field '{'.'.join(parts[:i + 1])}'; valid here: {valid}")
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _jsonable(obj):
+    """Tuples → lists so the stored JSON equals what ``json.load`` gives back."""
+    return json.loads(json.dumps(obj))
