@@ -1,0 +1,95 @@
+"""Backbone registry: shapes per stride, parameter counts, input normalisation, local weights files."""
+import numpy as np
+import pytest
+
+from tfalign._keras import keras
+from tfalign.models import backbones as bb
+
+
+def _model(name, size=64, channels=3, **kwargs):
+    image = keras.Input((size, size, channels))
+    return keras.Model(image, bb.build_backbone(name, image, **kwargs))
+
+
+def test_registry_lists_the_four_backbones():
+    assert {"resnet18", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"} <= set(bb.list_backbones())
+
+
+def test_unknown_backbone_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown backbone 'resnet19'.*resnet18"):
+        _model("resnet19")
+
+
+def test_registering_a_name_twice_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        bb.register_backbone("resnet18")(lambda x: x)
+
+
+@pytest.mark.parametrize("name,channels", [("resnet18", 512), ("mobilenet_v2", 1280),
+                                           ("mobilenet_v3_small", 576), ("mobilenet_v3_large", 960)])
+def test_default_output_stride_is_32(name, channels):
+    assert _model(name, 64).output.shape[1:] == (2, 2, channels)
+
+
+@pytest.mark.parametrize("stride,side", [(16, 8), (64, 2), (128, 1)])
+def test_paper_extra_layers_change_the_stride(stride, side):
+    m = _model("mobilenet_v3_small", 128, stride=stride, extra_channels=32)
+    assert m.output.shape[1:] == (side, side, 32)
+    kinds = {type(l).__name__ for l in m.layers if l.name.startswith("extra_")}
+    assert ("Conv2DTranspose" in kinds) == (stride == 16)
+
+
+def test_bad_stride_and_indivisible_input_are_refused():
+    with pytest.raises(ValueError, match="stride must be one of"):
+        _model("resnet18", 64, stride=8)
+    with pytest.raises(ValueError, match="divisible by stride 128"):
+        _model("resnet18", 64, stride=128)
+
+
+def test_resnet18_trainable_parameters_match_torchvision():
+    # torchvision resnet18 without its fc layer has 11,176,512 parameters: ported ImageNet weights line up.
+    m = _model("resnet18", 64)
+    trainable = sum(int(np.prod(w.shape)) for w in m.trainable_weights)
+    assert trainable == 11_176_512
+
+
+def test_mobilenet_v3_has_no_builtin_preprocessing():
+    m = _model("mobilenet_v3_large", 64)
+    assert not [l for l in m.layers if isinstance(l, keras.layers.Rescaling)]
+
+
+def test_input_normalisation_is_mapped_onto_the_backbone_range():
+    # The same pixels normalised two ways must give the same features once the weights are shared.
+    a = _model("mobilenet_v3_small", 64)  # InputSpec default (127.5, 127.5) = the backbone's own range
+    b = _model("mobilenet_v3_small", 64, input_mean=0.0, input_std=255.0)
+    assert [l for l in b.layers if isinstance(l, keras.layers.Rescaling)]
+    b.set_weights(a.get_weights())
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(a.predict((pixels - 127.5) / 127.5, verbose=0), b.predict(pixels / 255.0, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_grayscale_input():
+    assert _model("resnet18", 64, channels=1).output.shape[-1] == 512
+
+
+def test_local_weights_file_is_loaded_by_layer_name(tmp_path):
+    src = _model("resnet18", 64)
+    path = str(tmp_path / "r18.h5")
+    src.save_weights(path)
+    dst = _model("resnet18", 64, weights=path)
+    x = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(src.predict(x, verbose=0), dst.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_weights_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="weights file not found: .*missing.h5"):
+        _model("resnet18", 64, weights=str(tmp_path / "missing.h5"))
+    other = str(tmp_path / "mbv3.h5")
+    _model("mobilenet_v3_small", 64).save_weights(other)
+    with pytest.raises(ValueError, match="mbv3.h5: no layer name matches"):
+        _model("resnet18", 64, weights=other)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="junk.h5: not a Keras .h5 weights file"):
+        _model("resnet18", 64, weights=str(junk))
