@@ -5,7 +5,6 @@ Everything here fails before any training starts, with the spec string and the f
 from __future__ import annotations
 
 from tfalign.data.records import DataError
-from tfalign.schemes import get_scheme
 
 
 def load_specs(specs, flag: str = "--data") -> list[tuple[str, list]]:
@@ -27,18 +26,21 @@ def load_specs(specs, flag: str = "--data") -> list[tuple[str, list]]:
 
 
 def check_schemes(loaded, input_spec, flag: str = "--data") -> None:
-    """Every record's markup must be one the model predicts (or convert to one, per ``tfalign.schemes``)."""
-    predicted = {get_scheme(s).name for s in input_spec.schemes}
+    """Every markup in the data must be one the model predicts or converts to one (the pipeline's own rule)."""
+    from tfalign.data.pipeline import record_targets
     for spec, records in loaded:
-        for name in sorted({r.scheme for r in records}):
-            scheme = get_scheme(name)
-            if scheme.name in predicted or predicted & set(scheme.conversions):
-                continue
-            raise ValueError(f"{flag} {spec}: faces are annotated with scheme '{scheme.name}', which the model "
-                             f"does not predict (it predicts {', '.join(sorted(predicted))}) and which converts "
-                             f"to none of those")
+        first_of_scheme = {r.scheme: r for r in reversed(records)}
+        for record in first_of_scheme.values():
+            try:
+                record_targets(record, input_spec.schemes)
+            except DataError as exc:
+                raise ValueError(f"{flag} {spec}: {exc.reason} (the model predicts "
+                                 f"{', '.join(input_spec.schemes)})") from None
 
 
 def make_dataset(records, input_spec, *, training: bool, batch_size: int, seed: int):
+    """The pipeline in deterministic order (resume and multi-worker sharding need every worker and every restart
+    to see the same batches); training streams are endless, reshuffled each pass."""
     from tfalign.data.pipeline import make_dataset as _make
-    return _make(records, input_spec, training=training, batch_size=batch_size, seed=seed)
+    return _make(records, input_spec, training=training, batch_size=batch_size, seed=seed, deterministic=True,
+                 repeat=training)

@@ -17,6 +17,7 @@ import numpy as np
 from tfalign.io import atomic_path, atomic_write_json
 from tfalign.training import data as data_lib
 from tfalign.training.checkpoints import CheckpointStore
+from tfalign.training.evaluation import landmark_fn
 from tfalign.training.runconfig import RunSettings, resolve_model, versions
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -89,9 +90,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def _build(self):
-        from tfalign._keras import tf
+        from tfalign._keras import keras, tf
         from tfalign.training.schedules import make_optimizer
         strategy = self.dist.strategy
+        # Python, NumPy and TensorFlow seeds: the initial weights are a function of --seed.
+        keras.utils.set_random_seed(self.run.seed)
         with strategy.scope():
             self.model = self.arch.build(self.config)
             self.optimizer = make_optimizer(self.config.train, self.steps_per_epoch, self.run.epochs)
@@ -103,7 +106,7 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
                                               rng=self.rng, best_val_nme=self.best_nme)
         self._train_step = self._make_train_step()
-        self._predict = tf.function(lambda x: self.model(x, training=False)["landmarks"])
+        self._predict = landmark_fn(self.model)
 
     def _make_train_step(self):
         from tfalign._keras import tf
@@ -206,7 +209,7 @@ class Trainer:
     def _train_epoch(self, epoch: int, seed: int, writers) -> dict:
         from tfalign._keras import tf
         ds = data_lib.make_dataset(self.train_records, self.spec, training=True, batch_size=self.run.batch_size,
-                                   seed=seed).repeat()
+                                   seed=seed)
         options = tf.data.Options()
         # Every worker reads the same seeded stream and keeps its share of each global batch, so a global batch
         # is the same whatever the number of workers.
@@ -236,12 +239,12 @@ class Trainer:
         return {k: v / self.steps_per_epoch for k, v in sums.items()}
 
     def _validate(self) -> dict:
-        from tfalign.training.evaluation import predict_records, score
+        from tfalign.training.evaluation import predict_keras, score, targets
         table, primary = {}, None
         for spec, records in self.val_sets:
-            pred, true, mask = predict_records(self._predict, records, self.spec, self.run.batch_size,
-                                               lambda b: model_inputs(self.model, b))
-            result = score(pred, true, mask, self.spec)
+            pred = predict_keras(self._predict, records, self.spec, self.run.batch_size,
+                                 lambda b: model_inputs(self.model, b))
+            result = score(pred, *targets(records, self.spec.schemes), self.spec.schemes)
             table[spec] = result["summary"]
             if primary is None:
                 primary = result["primary"]
