@@ -5,10 +5,10 @@ Modes (``quantize``):
     * ``float16``: float16 weights, float32 compute where the delegate prefers it.
     * ``dynamic``: int8 weights, activations quantized on the fly (float32 I/O).
     * ``int8``: full-integer post-training quantization calibrated on a representative set, int8 or uint8 input
-      (``io_dtype``). Layers whose maths int8 breaks — the spatial distributions of :class:`SoftArgmax` and
-      :class:`SpatialSoftmax` (a softmax over thousands of cells has output scale 1/256, so most cells become 0
-      and the expected coordinate collapses; see ``../shared/STACK.md``) — stay float through the quantizer's
-      node denylist. When the landmark output is produced by such a layer it stays float32, which is also the
+      (``io_dtype``). Layers whose maths int8 breaks — spatial softmaxes (:class:`SpatialSoftmax`, and
+      :class:`SoftArgmax` with ``normalize="softmax"``: a softmax over thousands of cells has output scale 1/256,
+      so most cells become 0 and the expected coordinate collapses; see ``../shared/STACK.md``) — stay float
+      through the quantizer's node denylist (:func:`keeps_float`). When the landmark output is produced by such a layer it stays float32, which is also the
       more accurate choice: an 8-bit normalised coordinate is a 1/255-of-the-crop grid (1 px at 256).
       The policy is by layer *type*, not by model: any layer class can opt in with ``keep_float_in_int8 = True``.
 
@@ -29,7 +29,6 @@ from tfalign.runtime import METADATA_NAME
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 IO_DTYPES = ("int8", "uint8")
-FLOAT_SENSITIVE_LAYERS = (tfa_layers.SoftArgmax, tfa_layers.SpatialSoftmax)
 # Ops that only move data between int8 and float: not counted when measuring int8 coverage.
 _CAST_OPS = {"QUANTIZE", "DEQUANTIZE"}
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64"}
@@ -106,13 +105,25 @@ def _quantize_calibrated(calibrated: bytes, model, io_dtype: str) -> bytes:
     return bytes(tfl_util.modify_model_io_type(quantized, dtype, dtype))
 
 
+def keeps_float(layer) -> bool:
+    """Whether ``layer`` stays float in int8 exports: an explicit ``keep_float_in_int8`` attribute wins; else the
+    spatial softmaxes (SpatialSoftmax, SoftArgmax with ``normalize="softmax"``). SoftArgmax with ``sum`` or
+    ``none`` normalisation divides by the map's own sum, which survives int8, so it is quantized."""
+    explicit = getattr(layer, "keep_float_in_int8", None)
+    if explicit is not None:
+        return bool(explicit)
+    if isinstance(layer, tfa_layers.SpatialSoftmax):
+        return True
+    return isinstance(layer, tfa_layers.SoftArgmax) and layer.normalize == "softmax"
+
+
 def _layer_scopes(model) -> tuple[set, set]:
     """Names of all layers, and of the layers that must stay float in int8."""
     names, keep = set(), set()
     for layer in model.submodules:
         if isinstance(layer, keras.layers.Layer):
             names.add(layer.name)
-            if isinstance(layer, FLOAT_SENSITIVE_LAYERS) or getattr(layer, "keep_float_in_int8", False):
+            if keeps_float(layer):
                 keep.add(layer.name)
     return names, keep
 

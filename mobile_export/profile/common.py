@@ -62,7 +62,8 @@ def sha256_file(path) -> str:
 
 def contract_candidates(model_path) -> list[pathlib.Path]:
     p = pathlib.Path(model_path)
-    return [p.with_suffix(".json"), p.with_name(p.stem + ".contract.json"), p.parent / "contract.json"]
+    # The exporter writes MODEL.contract.json (tfalign.runtime.CONTRACT_SUFFIX); the others are for hand-made files.
+    return [p.with_name(p.stem + ".contract.json"), p.with_suffix(".json"), p.parent / "contract.json"]
 
 
 def load_contract(model_path):
@@ -77,8 +78,28 @@ def load_contract(model_path):
         # A summary JSON beside the model is not a contract: a contract always describes the input tensor.
         if isinstance(data, dict) and isinstance(data.get("input"), dict) and "outputs" in data:
             return data, str(cand)
+    embedded = _embedded_contract(model_path)
+    if embedded is not None:
+        return embedded, f"{pathlib.Path(model_path).name} (contract embedded in the flatbuffer metadata)"
     names = ", ".join(c.name for c in contract_candidates(model_path))
     return None, f"no contract beside the model (looked for {names}); input taken from the interpreter's tensor details"
+
+
+def _embedded_contract(model_path):
+    """The contract the exporter also embeds as flatbuffer metadata ``tfalign_contract``, if any."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+        model = schema.Model.GetRootAs(pathlib.Path(model_path).read_bytes(), 0)
+        for i in range(model.MetadataLength()):
+            meta = model.Metadata(i)
+            if meta.Name() == b"tfalign_contract":
+                buf = model.Buffers(meta.Buffer())
+                data = json.loads(buf.DataAsNumpy().tobytes().decode("utf-8"))
+                if isinstance(data, dict) and isinstance(data.get("input"), dict):
+                    return data
+    except Exception:  # no/odd metadata: the caller falls back to the tensor details and says so
+        return None
+    return None
 
 
 def check_model_path(path) -> pathlib.Path:

@@ -74,12 +74,27 @@ def _numel(tensor) -> int:
     return int(np.prod([] if tensor.shape is None else [int(d) for d in tensor.shape], dtype=np.int64))
 
 
-def op_cost(model, sg, op) -> dict:
+FOLDABLE = {"DEQUANTIZE", "DENSIFY"}
+
+
+def folded_tensors(model, subgraph: int = 0) -> set[int]:
+    """Outputs of DEQUANTIZE/DENSIFY ops on constants (fp16 or sparse weights): the runtime computes them once
+    at init, so for timing and costs they are weights, not activations."""
+    sg = model.subgraphs[subgraph]
+    out = set()
+    for op in sg.operators:
+        ins = [i for i in op.inputs if i >= 0]
+        if op_name(model, op) in FOLDABLE and ins and all(_is_const(model, sg.tensors[i]) or i in out for i in ins):
+            out.update(op.outputs)
+    return out
+
+
+def op_cost(model, sg, op, folded=frozenset()) -> dict:
     """MACs and bytes moved by one op (activations read + weights read + outputs written)."""
     name = op_name(model, op)
-    ins = [sg.tensors[i] for i in op.inputs if i >= 0]
+    ins = [sg.tensors[i] for i in op.inputs if i >= 0 and i not in folded]
     outs = [sg.tensors[i] for i in op.outputs if i >= 0]
-    consts = [t for t in ins if _is_const(model, t)]
+    consts = [t for t in ins if _is_const(model, t)] + [sg.tensors[i] for i in op.inputs if i in folded]
     out_elems = sum(_numel(t) for t in outs)
     macs = 0
     if name in ("CONV_2D", "CONV_3D"):
@@ -111,10 +126,16 @@ def op_cost(model, sg, op) -> dict:
 def graph_ops(model, subgraph: int = 0) -> list[dict]:
     """Every op of a subgraph with its type, output name/shape/dtype and cost (no timing)."""
     sg = model.subgraphs[subgraph]
+    folded = folded_tensors(model, subgraph)
     rows = []
     for i, op in enumerate(sg.operators):
         out = sg.tensors[op.outputs[0]] if len(op.outputs) else None
-        cost = op_cost(model, sg, op)
+        if out is not None and op.outputs[0] in folded:
+            # Weight decompression done once at init: no per-inference cost.
+            cost = {"macs": 0, "kind": "folded", "bytes_in": 0.0, "bytes_weights": 0.0, "bytes_out": 0.0,
+                    "out_elements": 0}
+        else:
+            cost = op_cost(model, sg, op, folded)
         cost["bytes"] = cost["bytes_in"] + cost["bytes_weights"] + cost["bytes_out"]
         rows.append({"index": i, "op": op_name(model, op), "name": _decode(out.name) if out is not None else "",
                      "shape": [] if out is None or out.shape is None else [int(d) for d in out.shape],
@@ -128,22 +149,33 @@ def _dtype_name(t) -> str:
     return names.get(int(t), str(t)).lower()
 
 
-def single_op_model(model, op_index: int, subgraph: int = 0) -> tuple[bytes, list[int], list[int]]:
-    """A one-op .tflite (bytes) plus the original tensor ids of its inputs and outputs."""
+def producers(model, subgraph: int = 0) -> dict[int, int]:
+    """tensor id → index of the op that writes it."""
+    return {t: i for i, op in enumerate(model.subgraphs[subgraph].operators) for t in op.outputs if t >= 0}
+
+
+def sub_model(model, op_indices, subgraph: int = 0) -> tuple[bytes, list[int], list[int]]:
+    """A .tflite (bytes) holding only the given ops (in graph order) with the same tensors, quantization and
+    constant buffers, plus the original ids of its input and output tensors. Inputs are the non-constant tensors
+    the ops read but do not write; outputs are what the last op writes."""
     schema = _schema()
     sg = model.subgraphs[subgraph]
-    op = sg.operators[op_index]
-    if op_name(model, op) in CONTROL_FLOW:
-        raise ValueError(f"op {op_index} ({op_name(model, op)}) calls other subgraphs: not measurable alone")
+    op_indices = sorted(op_indices)
+    ops = [sg.operators[i] for i in op_indices]
+    for i, op in zip(op_indices, ops):
+        if op_name(model, op) in CONTROL_FLOW:
+            raise ValueError(f"op {i} ({op_name(model, op)}) calls other subgraphs: not measurable alone")
+    written = {t for op in ops for t in op.outputs}
     used = []
-    for t in list(op.inputs) + list(op.outputs) + list(op.intermediates if op.intermediates is not None else []):
-        if t >= 0 and t not in used:
-            used.append(t)
+    for op in ops:
+        for t in list(op.inputs) + list(op.outputs) + list(op.intermediates if op.intermediates is not None else []):
+            if t >= 0 and t not in used:
+                used.append(t)
     remap = {old: new for new, old in enumerate(used)}
     new = schema.ModelT()
     new.version = model.version
     new.operatorCodes = model.operatorCodes
-    new.description = b"tfalign single-op model"
+    new.description = b"tfalign per-op sub-model"
     new.buffers = [schema.BufferT()]
     tensors = []
     for old in used:
@@ -156,19 +188,36 @@ def single_op_model(model, op_index: int, subgraph: int = 0) -> tuple[bytes, lis
         tensors.append(t)
     nsg = schema.SubGraphT()
     nsg.tensors = tensors
-    nop = copy.copy(op)
-    nop.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
-    nop.outputs = [remap[i] for i in op.outputs]
-    if op.intermediates is not None:
-        nop.intermediates = [remap[i] for i in op.intermediates]
-    nsg.operators = [nop]
-    in_ids = [i for i in op.inputs if i >= 0 and not _is_const(model, sg.tensors[i]) and not sg.tensors[i].isVariable]
-    in_ids = list(dict.fromkeys(in_ids))
+    nsg.operators = []
+    for op in ops:
+        nop = copy.copy(op)
+        nop.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
+        nop.outputs = [remap[i] for i in op.outputs]
+        if op.intermediates is not None:
+            nop.intermediates = [remap[i] for i in op.intermediates]
+        nsg.operators.append(nop)
+    in_ids = list(dict.fromkeys(i for op in ops for i in op.inputs if i >= 0 and i not in written
+                                and not _is_const(model, sg.tensors[i]) and not sg.tensors[i].isVariable))
     nsg.inputs = [remap[i] for i in in_ids]
-    nsg.outputs = [remap[i] for i in op.outputs]
+    nsg.outputs = [remap[i] for i in ops[-1].outputs]
     nsg.name = b"main"
     new.subgraphs = [nsg]
-    return write_model(new), in_ids, list(op.outputs)
+    return write_model(new), in_ids, list(ops[-1].outputs)
+
+
+def single_op_model(model, op_index: int, subgraph: int = 0) -> tuple[bytes, list[int], list[int]]:
+    """The op alone, together with the DEQUANTIZE/DENSIFY ops that unpack its constant weights (so the runtime
+    treats those weights exactly as in the full graph: XNNPACK packs them once, builtin kernels re-run them)."""
+    folded = folded_tensors(model, subgraph)
+    prod = producers(model, subgraph)
+    group, stack = {op_index}, [op_index]
+    while stack:
+        op = model.subgraphs[subgraph].operators[stack.pop()]
+        for t in op.inputs:
+            if t in folded and prod[t] not in group:
+                group.add(prod[t])
+                stack.append(prod[t])
+    return sub_model(model, group, subgraph)
 
 
 def _trivial_model() -> bytes:
@@ -250,6 +299,9 @@ def profile(model_path, *, threads: int = 1, xnnpack: bool = True, runs: int = 3
         from tqdm import tqdm
         it = tqdm(rows, desc=f"per-op {model_path.name}", unit="op")
     for row in it:
+        if row["kind"] == "folded":
+            row["time_ms"], row["note"] = 0.0, "unpacks constant weights: timed inside the op that reads them"
+            continue
         try:
             content, in_ids, _ = single_op_model(model, row["index"])
             interp = common.make_interpreter(model_content=content, threads=threads, xnnpack=xnnpack)
@@ -263,7 +315,7 @@ def profile(model_path, *, threads: int = 1, xnnpack: bool = True, runs: int = 3
             row["delegated"] = any(o["op_name"] == "DELEGATE" for o in interp._get_ops_details())
         except Exception as exc:  # one op that cannot run alone must not hide the other rows
             row["time_ms"], row["error"] = None, f"{type(exc).__name__}: {exc}"
-    timed = [r for r in rows if r.get("time_ms") is not None]
+    timed = [r for r in rows if r.get("time_ms") is not None and r["kind"] != "folded"]
     op_sum = sum(r["time_ms"] for r in timed)
     net_sum = sum(max(0.0, r["time_ms"] - overhead) for r in timed)
     for r in timed:
@@ -272,6 +324,7 @@ def profile(model_path, *, threads: int = 1, xnnpack: bool = True, runs: int = 3
         "model": model_path.name, "contract_source": contract_source, "threads": threads,
         "delegate": "xnnpack" if xnnpack else "cpu", "runs": runs, "method": "single-op sub-models",
         "ops": rows, "num_ops": len(rows), "num_timed": len(timed),
+        "num_folded": sum(r["kind"] == "folded" for r in rows),
         "total_macs": sum(r["macs"] for r in rows), "total_bytes": sum(r["bytes"] for r in rows),
         "whole_model_p50_ms": whole_p50_ms, "op_sum_ms": op_sum, "invoke_overhead_ms": overhead,
         "ratio_sum_to_whole": op_sum / whole_p50_ms if whole_p50_ms else None,
@@ -299,7 +352,8 @@ def table(result, top: int = 15) -> str:
           "n/a" if r.get("time_ms") is None else f"{r['time_ms']:.4f}",
           f"{100 * r.get('share', 0):.1f}%", f"{r['macs'] / 1e6:.2f}", f"{r['bytes'] / 1024:.1f}") for r in rows])
     ratio = result["ratio_sum_to_whole"]
-    foot = (f"{result['num_timed']}/{result['num_ops']} ops timed ({result['method']}, {result['delegate']}, "
+    folded = f", {result['num_folded']} weight-unpacking ops timed with their consumers" if result.get("num_folded") else ""
+    foot = (f"{result['num_timed']}/{result['num_ops']} ops timed{folded} ({result['method']}, {result['delegate']}, "
             f"{result['threads']} thread(s)); sum {result['op_sum_ms']:.3f} ms vs whole model "
             f"{result['whole_model_p50_ms']:.3f} ms: ratio {ratio:.2f} "
             f"({result['ratio_sum_to_whole_net']:.2f} after subtracting {result['invoke_overhead_ms'] * 1e3:.1f} us "

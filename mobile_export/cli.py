@@ -1,0 +1,123 @@
+"""``python -m tfalign.export``: a trained model → TFLite and/or CoreML + contract + summary, checked against Keras.
+
+Every exported file ``<stem>.tflite`` / ``<stem>.mlpackage`` gets ``<stem>.contract.json`` (the model contract,
+also embedded in the model) and ``<stem>.summary.json`` (sizes, op histogram, int8 coverage, parity, latency)
+beside it. Nothing is written until the model converted and passed its parity check; then each file is replaced
+atomically, and existing files are only replaced with ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_MODEL = "mobile_two_stage"
+
+EPILOG = """\
+examples:
+  python -m tfalign.export --target tflite                        # the shipped default model, float32
+  python -m tfalign.export --target all --quantize int8 --out exports/int8
+  python -m tfalign.export --model-dir runs/pipnet --quantize int8 --calibration 300w:../shared/data/lfpw/trainset
+
+Files: <out>/<name>_<quantize>.tflite | .mlpackage, each with .contract.json and .summary.json beside it.
+The contract (schemas/contract.schema.json) is all a client needs to run the model (tfalign.runtime, the apps).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tfalign.export", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", choices=("tflite", "coreml", "all"), default="tflite",
+                   help="what to write: a .tflite (LiteRT, Android/iOS), a CoreML ML Program .mlpackage (iOS 16+), "
+                        "or both (default: tflite)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="NAME",
+                     help=f"model preset or architecture name (default: {DEFAULT_MODEL}, the shipped pretrained "
+                          "model). Trained weights are loaded from tfalign/weights/NAME when shipped; otherwise "
+                          "the model is exported with random weights and the summary says so")
+    src.add_argument("--model-dir", metavar="DIR",
+                     help="a training run folder (the --out of python -m tfalign.train): exports its best weights")
+    p.add_argument("--quantize", choices=("none", "int8", "float16", "dynamic"), default="none",
+                   help="none: float32; float16: fp16 weights; dynamic: int8 weights, float activations; int8: "
+                        "full-integer (calibrated; spatial softmaxes stay float). CoreML: int8/dynamic = int8 "
+                        "linear weight quantization, none/float16 = fp16 weights (default: none)")
+    p.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8",
+                   help="int8 TFLite only: input (and quantized output) tensor type (default: int8)")
+    p.add_argument("--palettize", type=int, choices=(2, 4, 6, 8), metavar="BITS",
+                   help="CoreML only: k-means palettize the weights to BITS bits (2, 4, 6 or 8) "
+                        "(coremltools.optimize; needs scikit-learn)")
+    p.add_argument("--prune", metavar="SPEC",
+                   help="magnitude/structured pruning before export (provided by quantization/, issue 7: not yet "
+                        "available, so any value is refused with an error)")
+    p.add_argument("--calibration", metavar="SPEC",
+                   help="int8 calibration faces as a dataset spec (e.g. 300w:../shared/data/lfpw/trainset); "
+                        "default: synthetic faces (tfalign.data.synthetic), so no data is needed")
+    p.add_argument("--calibration-size", type=int, default=64, metavar="N",
+                   help="faces used for int8 calibration (default: 64)")
+    p.add_argument("--check", metavar="SPEC",
+                   help="faces for the Keras-vs-exported parity check (dataset spec); default: 16 synthetic faces "
+                        "disjoint from the calibration set")
+    p.add_argument("--check-size", type=int, default=16, metavar="N",
+                   help="faces used for the parity check (default: 16)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the parity gate (the summary still reports parity); for exporting models that are "
+                        "known to differ, e.g. random-init smoke tests")
+    p.add_argument("--name", metavar="STEM",
+                   help="file stem (default: <model name>_<quantize>)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: exports/<model name>)")
+    p.add_argument("--force", action="store_true", help="replace existing files in --out")
+    p.add_argument("--license", default=None,
+                   help="license string stored in the contract and CoreML metadata (default: the weights' own, "
+                        "else 'unspecified')")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="LiteRT threads for the host latency figure (default: 1)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summaries = run(args)
+    except (ValueError, KeyError, FileExistsError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"tfalign.export: error: {msg}", file=sys.stderr)
+        return 2
+    failed = [s for s in summaries if s.get("parity", {}).get("passed") is False and not args.no_check]
+    return 1 if failed else 0
+
+
+def run(args) -> list:
+    """Export per ``args``; returns the summaries written. Raises ValueError on bad input."""
+    from mobile_export import export as export_lib
+
+    if args.prune:
+        raise ValueError("--prune: pruning is not available yet (it lands with quantization/, issue 7); export "
+                         "without --prune, or prune with quantization/ first and pass --model-dir")
+    for flag, value in (("--calibration-size", args.calibration_size), ("--check-size", args.check_size),
+                        ("--threads", args.threads)):
+        if value <= 0:
+            raise ValueError(f"{flag}: must be > 0, got {value}")
+    if args.palettize and args.target == "tflite":
+        raise ValueError("--palettize: applies to CoreML only; use --target coreml or all")
+    loaded = export_lib.load_model(args.model, args.model_dir)
+    out = args.out or os.path.join("exports", loaded.name)
+    targets = ("tflite", "coreml") if args.target == "all" else (args.target,)
+    jobs = [export_lib.Job(target=t, quantize=args.quantize, io_dtype=args.io_dtype, palettize=args.palettize,
+                           stem=args.name or export_lib.default_stem(loaded.name, t, args.quantize, args.palettize))
+            for t in targets]
+    export_lib.check_destinations(out, jobs, args.force)
+    faces = export_lib.Faces(loaded.config.input, calibration=args.calibration, calibration_size=args.calibration_size,
+                             check=args.check, check_size=args.check_size)
+    summaries = []
+    for job in jobs:
+        summary = export_lib.export(loaded, job, out, faces, force=args.force, license=args.license,
+                                    threads=args.threads, gate=not args.no_check)
+        print(export_lib.format_summary(summary))
+        summaries.append(summary)
+    return summaries
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

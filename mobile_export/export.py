@@ -1,0 +1,288 @@
+"""The export pipeline behind the CLI: load a model, convert, build the contract, check parity, write atomically.
+
+It only talks to the Architecture interface (``arch.inference_model(config, model)``, ``config.input``): no
+per-model code. Used by ``mobile_export.cli`` and by the tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import tempfile
+from typing import Optional
+
+import numpy as np
+
+from tfalign.io import atomic_path, atomic_write, atomic_write_json
+from tfalign.runtime import METADATA_NAME, LandmarkModel, contract_path_for
+
+WEIGHTS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tfalign", "weights")
+PROVENANCE_FILE = "model_card.json"  # optional, beside shipped weights: {"license": ..., "training_data": ...}
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    name: str
+    architecture: str
+    config: object
+    inference: object  # keras.Model: one image input, one landmarks output
+    weights: str  # "pretrained:<folder>" | "run:<dir>" | "random-init"
+    license: str = "unspecified"
+    training_data: str = "unspecified"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    target: str  # tflite | coreml
+    quantize: str
+    io_dtype: str = "int8"
+    palettize: Optional[int] = None
+    stem: str = ""
+
+    @property
+    def suffix(self) -> str:
+        return ".tflite" if self.target == "tflite" else ".mlpackage"
+
+    def paths(self, out: str) -> dict:
+        model = os.path.join(out, self.stem + self.suffix)
+        root = os.path.join(out, self.stem)
+        return {"model": model, "contract": contract_path_for(model), "summary": root + ".summary.json"}
+
+
+def default_stem(name: str, target: str, quantize: str, palettize: Optional[int] = None) -> str:
+    stem = f"{name}_{quantize if quantize != 'none' else 'float32'}"
+    return stem + (f"_pal{palettize}" if target == "coreml" and palettize else "")
+
+
+def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
+    """``--model NAME`` / ``--model-dir DIR`` / neither (the package default) → the inference model."""
+    from tfalign.models.base import resolve
+
+    if model_dir:
+        from tfalign.training import load_model_dir, read_run
+
+        arch, config, keras_model = load_model_dir(model_dir)
+        run = read_run(model_dir)
+        data = run.get("data") or run.get("data_specs") or "see the run's config.json"
+        return LoadedModel(os.path.basename(os.path.normpath(model_dir)), arch.name, config,
+                           arch.inference_model(config, keras_model), f"run:{model_dir}",
+                           training_data=data if isinstance(data, str) else json.dumps(data))
+    name = model or "mobile_two_stage"
+    try:
+        arch, config = resolve(name)
+    except KeyError as exc:
+        raise ValueError(f"--model: {exc.args[0]}") from None
+    folder = os.path.join(WEIGHTS_ROOT, name)
+    loader = getattr(importlib.import_module(type(arch).__module__), "load_pretrained", None)
+    if loader is not None and os.path.isfile(os.path.join(folder, "weights.npz")):
+        keras_model, config = loader(folder)
+        card = _read_card(folder)
+        return LoadedModel(name, arch.name, config, arch.inference_model(config, keras_model),
+                           f"pretrained:{os.path.relpath(folder, os.path.dirname(WEIGHTS_ROOT))}",
+                           card.get("license", "unspecified"), card.get("training_data", "unspecified"))
+    keras_model = arch.build(config)
+    return LoadedModel(name, arch.name, config, arch.inference_model(config, keras_model), "random-init",
+                       training_data="none: random initialisation (no shipped weights found in "
+                                     f"{os.path.relpath(folder)})")
+
+
+def _read_card(folder: str) -> dict:
+    path = os.path.join(folder, PROVENANCE_FILE)
+    if not os.path.isfile(path):
+        return {}
+    from tfalign.config import load_json
+    return load_json(path)
+
+
+def check_destinations(out: str, jobs, force: bool) -> None:
+    """Fail before any work when a destination exists and ``--force`` was not given."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    for job in jobs:
+        for path in job.paths(out).values():
+            if os.path.exists(path) and not force:
+                raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+
+
+class Faces:
+    """Calibration and parity-check faces, made once and shared by every target of a run."""
+
+    def __init__(self, input_spec, calibration=None, calibration_size=64, check=None, check_size=16):
+        self.input_spec = input_spec
+        self.calibration, self.calibration_size = calibration, calibration_size
+        self.check, self.check_size = check, check_size
+        self._cal = self._chk = None
+
+    def _records(self, spec, size, seed, flag):
+        from mobile_export import conformance
+
+        if spec:
+            return conformance.load_spec_records(spec, size, flag, seed)
+        return conformance.synthetic_records(size, self.input_spec, seed)
+
+    def calibration_crops(self) -> np.ndarray:
+        from mobile_export import conformance
+
+        if self._cal is None:
+            recs = self._records(self.calibration, self.calibration_size, 0, "--calibration")
+            self._cal = conformance.crops(recs, self.input_spec)[0]
+        return self._cal
+
+    def check_records(self) -> list:
+        if self._chk is None:
+            # seed 1: never the calibration faces (seed 0) when both are synthetic
+            self._chk = self._records(self.check, self.check_size, 1, "--check")
+        return self._chk
+
+    @property
+    def calibration_source(self) -> str:
+        return self.calibration or f"synthetic:{self.calibration_size} (tfalign.data.synthetic, seed 0)"
+
+    @property
+    def check_source(self) -> str:
+        return self.check or f"synthetic:{self.check_size} (tfalign.data.synthetic, seed 1)"
+
+
+def _model_info(loaded: LoadedModel, job: Job, license: Optional[str]) -> dict:
+    info = {"name": loaded.name, "architecture": loaded.architecture, "file": job.stem + job.suffix,
+            "format": "tflite" if job.target == "tflite" else "mlpackage", "quantization": job.quantize,
+            "license": license or loaded.license, "training_data": loaded.training_data, "weights": loaded.weights}
+    if job.palettize:
+        info["compression"] = {"palettize_bits": job.palettize}
+    return info
+
+
+def export(loaded: LoadedModel, job: Job, out: str, faces: Faces, force: bool = False,
+           license: Optional[str] = None, threads: int = 1, gate: bool = True) -> dict:
+    """Convert, check and write one target. Returns the summary (also written as ``<stem>.summary.json``)."""
+    if job.target == "tflite":
+        artefact, contract, summary = _tflite(loaded, job, faces, license, threads)
+    else:
+        artefact, contract, summary = _coreml(loaded, job, faces, license)
+    parity = summary.get("parity")
+    if gate and parity is not None and not parity["passed"]:
+        raise ValueError(f"{job.stem}{job.suffix}: exported model differs from Keras beyond tolerance "
+                         f"({parity['metric']} {parity[parity['metric']]:.3g} > {parity['tolerance']:g}); nothing "
+                         "was written (use --no-check to write it anyway)")
+    paths = job.paths(out)
+    summary["files"] = dict(paths)
+    _write_all(paths, artefact, contract, summary, force)
+    return summary
+
+
+def _write_all(paths: dict, artefact, contract: dict, summary: dict, force: bool) -> None:
+    """Write contract, summary, then the model, each atomically; undo the new ones if a later write fails."""
+    os.makedirs(os.path.dirname(os.path.abspath(paths["model"])), exist_ok=True)
+    written = []
+    try:
+        atomic_write_json(paths["contract"], contract, overwrite=force)
+        written.append(paths["contract"])
+        atomic_write_json(paths["summary"], summary, overwrite=force)
+        written.append(paths["summary"])
+        if isinstance(artefact, (bytes, bytearray)):
+            atomic_write(paths["model"], artefact, overwrite=force)
+        else:  # a CoreML model: save the package into the temporary path, then rename
+            with atomic_path(paths["model"], overwrite=force) as tmp:
+                artefact.save(tmp)
+    except BaseException:
+        for path in written:
+            if os.path.exists(path):
+                os.unlink(path)
+        raise
+
+
+def _tflite(loaded: LoadedModel, job: Job, faces: Faces, license, threads: int):
+    from mobile_export import conformance, contract as contract_lib, tflite
+
+    spec = loaded.config.input
+    representative = None
+    if job.quantize == "int8":
+        crops = faces.calibration_crops()
+        representative = lambda: iter(crops)  # noqa: E731
+    raw = tflite.convert(loaded.inference, job.quantize, representative, job.io_dtype)
+    contract = contract_lib.tflite_contract(spec, raw, _model_info(loaded, job, license))
+    data = tflite.embed_metadata(raw, json.dumps(contract, separators=(",", ":")).encode("utf-8"))
+    # Run the exact bytes that will be written, through the contract-only runtime the apps mirror.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, job.stem + ".tflite")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        runner = LandmarkModel(path, contract, num_threads=threads)
+        records = faces.check_records()
+        parity = conformance.tflite_parity(loaded.inference, runner, records, spec, job.quantize)
+        x = conformance.crops(records[:1], spec)[0][0]
+        latency = conformance.host_latency(runner, x)
+    latency["threads"] = threads
+    summary = {
+        "model": loaded.name, "architecture": loaded.architecture, "weights": loaded.weights,
+        "target": "tflite", "quantize": job.quantize, "io_dtype": contract["input"]["dtype"],
+        "output_dtype": contract["outputs"][0]["dtype"],
+        "size_bytes": len(data), "params": int(loaded.inference.count_params()),
+        **tflite.inspect(data),
+        "parity": {**parity, "faces_source": faces.check_source},
+        "calibration": faces.calibration_source if job.quantize == "int8" else None,
+        "host_latency": latency,
+        "metadata": METADATA_NAME,
+    }
+    return data, contract, summary
+
+
+def _coreml(loaded: LoadedModel, job: Job, faces: Faces, license):
+    from mobile_export import coreml
+
+    spec = loaded.config.input
+    info = _model_info(loaded, job, license)
+    mlmodel, contract = coreml.convert(loaded.inference, spec, info, quantize=job.quantize, palettize=job.palettize)
+    check = coreml.verify(mlmodel, loaded.inference, contract)
+    summary = {
+        "model": loaded.name, "architecture": loaded.architecture, "weights": loaded.weights,
+        "target": "coreml", "quantize": job.quantize, "palettize": job.palettize,
+        "size_bytes": None, "params": int(loaded.inference.count_params()),
+        **check,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.mlpackage")
+        mlmodel.save(path)
+        summary["size_bytes"] = _tree_size(path)
+        parity = coreml.predict_parity(path, loaded.inference, faces.check_records(), spec, job.quantize)
+    if parity is not None:
+        summary["parity"] = {**parity, "faces_source": faces.check_source}
+    else:
+        summary["parity_note"] = "CoreML cannot predict on this OS (macOS only): spec and weights verified instead"
+    return mlmodel, contract, summary
+
+
+def _tree_size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def format_summary(s: dict) -> str:
+    """Human table of a summary (the JSON holds everything)."""
+    lines = [f"{s['target']:7s} {s['files']['model']}"]
+    size = s.get("size_bytes")
+    lines.append(f"  size          {size / 1024:.1f} KiB" if size else "  size          ?")
+    lines.append(f"  weights       {s['weights']}   params {s['params']:,}")
+    if "ops" in s:
+        hist = ", ".join(f"{k} {v}" for k, v in s["ops"].items())
+        lines.append(f"  ops ({s['num_ops']})      {hist}")
+    if s.get("quantize") == "int8" and "int8_coverage" in s:
+        lines.append(f"  int8 coverage {100 * s['int8_coverage']:.1f}% of compute ops "
+                     f"(float: {len(s['float_ops'])})   I/O {s['io_dtype']} → {s['output_dtype']}")
+    if "coreml_ops" in s:
+        hist = ", ".join(f"{k} {v}" for k, v in s["coreml_ops"].items())
+        lines.append(f"  MIL ops       {hist}")
+        lines.append(f"  weights check max |Δ| {s['weights_max_abs_diff']:.3g} vs Keras")
+    p = s.get("parity")
+    if p:
+        verdict = "PASS" if p["passed"] else "FAIL"
+        lines.append(f"  parity        {verdict} on {p['faces']} faces: max |Δ| {p['max_abs']:.2e} (crop units), "
+                     f"NME vs Keras {p['nme']:.4f} ({p['metric']} tol {p['tolerance']:g}); NME vs truth: "
+                     f"Keras {p['nme_keras_vs_truth']:.4f}, exported {p['nme_exported_vs_truth']:.4f}")
+    elif s.get("parity_note"):
+        lines.append(f"  parity        {s['parity_note']}")
+    lat = s.get("host_latency")
+    if lat:
+        lines.append(f"  host latency  {lat['median_ms']:.2f} ms median, p90 {lat['p90_ms']:.2f} ms "
+                     f"({lat['threads']} thread, LiteRT)")
+    return "\n".join(lines)
