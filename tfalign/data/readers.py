@@ -747,10 +747,10 @@ def read_coco(json_path: str, images_root: Optional[str] = None, scheme: Optiona
             # COCO: 0 unlabelled, 1 labelled but occluded, 2 visible. Converters that write 1 for every point
             # (mmpose's 300W/WFLW files) mean "labelled", so 1 counts as occluded only next to 2s.
             vis = ((v[:, 2] == 2) if np.any(v[:, 2] == 2) else (v[:, 2] > 0)).astype(np.float32)
-            if not vis.any():
+            if not np.any(v[:, 2] > 0):
                 raise DataError(src, f"'{key}' has no annotated point")
             pts = v[:, :2].copy()
-            pts[vis == 0] = pts[vis > 0].mean(axis=0)
+            pts[v[:, 2] <= 0] = pts[v[:, 2] > 0].mean(axis=0)
             b = None
             if box is not None:
                 if not isinstance(box, list) or len(box) != 4:
