@@ -7,13 +7,16 @@ from __future__ import annotations
 from tfalign.data.records import DataError
 
 
-def load_specs(specs, flag: str = "--data") -> list[tuple[str, list]]:
-    """Parse every dataset spec into records: [(spec, records)]. Unknown specs and empty sets raise ValueError."""
+def load_specs(specs, flag: str = "--data", skipped=None) -> list[tuple[str, list]]:
+    """Parse every dataset spec into records: [(spec, records)]. Unknown specs and empty sets raise ValueError.
+
+    ``skipped``: a list to go on past bad records, collecting their errors; None stops at the first one.
+    """
     from tfalign.data.spec import load_records
     out = []
     for spec in specs:
         try:
-            records = list(load_records(spec))
+            records = list(load_records(spec, skip_bad=skipped is not None, report=skipped))
         except DataError as exc:
             raise ValueError(f"{flag} {spec}: {exc}") from None
         except (KeyError, ValueError, FileNotFoundError, OSError) as exc:

@@ -79,22 +79,35 @@ def score(pred, true, mask, schemes, threshold: float = THRESHOLD) -> dict:
     from tfalign import metrics
     from tfalign.data.pipeline import scheme_layout
     pred, true, mask = np.asarray(pred, np.float64), np.asarray(true, np.float64), np.asarray(mask, np.float64)
-    summary, per_sample, primary = {}, {}, None
+    per_sample = {}
     for name, start, stop in scheme_layout(schemes):
         m = mask[:, start:stop]
         have = m.sum(axis=1) > 0
         if not have.any():
             continue
-        summary[name], per_sample[name] = {}, {}
+        per_sample[name] = {}
         for norm in norms_of(get_scheme(name)):
             errs = np.full(len(mask), np.nan)
             errs[have] = metrics.nme(pred[have, start:stop], true[have, start:stop], name, norm, mask=m[have])
-            auc, fr = metrics.auc_fr(errs[have], threshold)
-            summary[name][norm] = {"nme": float(errs[have].mean()), f"auc@{threshold:g}": auc,
-                                   f"fr@{threshold:g}": fr, "faces": int(have.sum())}
             per_sample[name][norm] = errs
-            if primary is None:
-                primary = summary[name][norm]["nme"]
-    if primary is None:
+    if not per_sample:
         raise ValueError("no face has points of a scheme the model predicts")
-    return {"primary": primary, "summary": summary, "per_sample": per_sample}
+    summary = summarize(per_sample, None, threshold)
+    first = next(iter(summary.values()))
+    return {"primary": next(iter(first.values()))["nme"], "summary": summary, "per_sample": per_sample}
+
+
+def summarize(per_sample: dict, select, threshold: float = THRESHOLD) -> dict:
+    """{scheme: {norm: {nme, auc@θ, fr@θ, faces}}} over the faces ``select`` (index array/bool mask; None = all)."""
+    from tfalign import metrics
+    out = {}
+    for name, norms in per_sample.items():
+        for norm, errs in norms.items():
+            e = errs if select is None else errs[select]
+            e = e[np.isfinite(e)]
+            if e.size == 0:
+                continue
+            auc, fr = metrics.auc_fr(e, threshold)
+            out.setdefault(name, {})[norm] = {"nme": float(e.mean()), f"auc@{threshold:g}": auc,
+                                              f"fr@{threshold:g}": fr, "faces": int(e.size)}
+    return out

@@ -252,13 +252,20 @@ class Trainer:
 
     def _save_best_weights(self):
         path = os.path.join(self.out_dir, BEST_WEIGHTS)
-        if self.dist.is_chief:
-            with atomic_path(path) as tmp:
-                self.model.save_weights(tmp, save_format="h5")
-        else:  # reading the weights may need every worker; write them where nobody looks
+        if not self.dist.is_chief:  # reading the weights may need every worker; write them where nobody looks
             import tempfile
             with tempfile.TemporaryDirectory(prefix="tfalign-worker-") as scratch:
-                self.model.save_weights(os.path.join(scratch, "w.h5"), save_format="h5")
+                self.model.save_weights(os.path.join(scratch, BEST_WEIGHTS))
+            return
+        with atomic_path(path) as tmp:
+            # Keras picks the weights format from the suffix, so the temporary file must end in .weights.h5 too.
+            named = tmp + ".weights.h5"
+            try:
+                self.model.save_weights(named)
+                os.replace(named, tmp)
+            finally:
+                if os.path.exists(named):
+                    os.unlink(named)
 
     # ------------------------------------------------------------------ logging
     def _summary_writers(self):
