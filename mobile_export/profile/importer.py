@@ -43,14 +43,18 @@ def rows(docs_by_file) -> list[dict]:
 def merge(paths) -> dict:
     if not paths:
         raise ValueError("--import: give at least one benchmark JSON file")
-    docs = [(p, load(p)) for p in paths]
+    return merge_docs([(p, load(p)) for p in paths])
+
+
+def merge_docs(docs) -> dict:
+    """``[(source name, validated document), ...]`` → merged rows and warnings."""
     table_rows = rows(docs)
     # The same file name with different contents means two different models: say so rather than compare them.
     by_name: dict = {}
     for r in table_rows:
         by_name.setdefault(r["model"], set()).add(r["sha256"])
     clashes = sorted(n for n, shas in by_name.items() if len(shas) > 1)
-    return {"files": [str(p) for p in paths], "rows": table_rows,
+    return {"files": [str(p) for p, _ in docs], "rows": table_rows,
             "warnings": [f"{n}: {len(by_name[n])} different files (sha256) share this name; rows are kept apart "
                          "by their sha256 prefix" for n in clashes]}
 

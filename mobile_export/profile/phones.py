@@ -1,10 +1,299 @@
-"""Per-phone latency ESTIMATES (placeholder while being written)."""
+"""Per-phone latency ESTIMATES from per-op costs, calibrated on published phone figures, with their measured error.
+
+Nothing here is a measurement. The model, fitted separately for each (delegate, precision) group:
+
+    t_ms = Σ_op (a·dense_GMACs + b·depthwise_GMACs + c·MB_moved + d) / S_device
+
+- per-op costs come from ``perop.graph_ops`` (the same code for the user's model and for the references);
+- ``S_device`` for CPU groups (LiteRT builtin kernels, XNNPACK) is the summed clock (GHz) of the big cores the
+  threads run on (devices.json); for GPU / NNAPI / NPU / Core ML it is one speed factor per device, fitted from
+  that device's published rows (the device with most rows is the unit);
+- a..d ≥ 0 are fitted by non-negative least squares on the relative error against published latencies
+  (published.json, transcribed from ../shared/PHONES.md with sources) of reference networks whose per-op costs
+  are in workloads.json (bench/calibrate_phones.py); with fewer than 4 distinct reference networks in a group
+  only the total-MACs coefficient is fitted;
+- the error of the method is the leave-one-out error: each published row is predicted by a model fitted without
+  it, and the median / max absolute relative error are reported with every estimate.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
 FEATURES = ("dense_gmacs", "dw_gmacs", "mbytes", "ops")
+CPU_DELEGATES = ("cpu", "xnnpack")
+FP16_DELEGATES = ("coreml", "npu")
+LABEL = "ESTIMATE"
+METHOD = ("linear per-op cost model t = sum_op(a*dense_GMACs + b*depthwise_GMACs + c*MB + d) / S; S = summed GHz of "
+          "the big cores used (CPU delegates) or a per-device factor fitted to that device's published figures "
+          "(other delegates); a..d >= 0 fitted by NNLS on relative error to published phone latencies "
+          "(published.json); error = leave-one-out over those figures")
+
+
+def op_features(op: dict, byte_scale: float = 1.0) -> np.ndarray:
+    if op.get("kind") == "folded":  # weight unpacking done at init
+        return np.zeros(4)
+    return np.array([op["macs"] / 1e9 if op["kind"] == "dense" else 0.0,
+                     op["macs"] / 1e9 if op["kind"] == "depthwise" else 0.0,
+                     byte_scale * op["bytes"] / 1e6, 1.0])
 
 
 def features(ops, byte_scale: float = 1.0) -> dict:
-    """Workload features from per-op rows: dense and depthwise GMACs, MB moved, op count."""
-    return {"dense_gmacs": sum(o["macs"] for o in ops if o["kind"] == "dense") / 1e9,
-            "dw_gmacs": sum(o["macs"] for o in ops if o["kind"] == "depthwise") / 1e9,
-            "mbytes": byte_scale * sum(o["bytes"] for o in ops) / 1e6,
-            "ops": float(len(ops))}
+    """Workload features (sums over ops) as stored in workloads.json."""
+    total = sum((op_features(o, byte_scale) for o in ops), np.zeros(4))
+    return dict(zip(FEATURES, map(float, total)))
+
+
+def _load(name):
+    return json.loads((HERE / name).read_text(encoding="utf-8"))
+
+
+def model_precision(ops) -> str:
+    """'int8' when the MAC ops run on 8-bit tensors, else 'float' (fp32, or fp16 weights unpacked at init)."""
+    mac = [o for o in ops if o["kind"] in ("dense", "depthwise")]
+    if mac and sum(o["dtype"] in ("int8", "uint8") for o in mac) * 2 >= len(mac):
+        return "int8"
+    return "float"
+
+
+def group_precision(delegate: str, precision: str) -> str:
+    if precision == "int8":
+        return "int8"
+    return "fp16" if delegate in FP16_DELEGATES else "fp32"
+
+
+def cpu_speed(device: dict, threads: int) -> float | None:
+    """Summed GHz of the ``threads`` fastest big cores (threads beyond the big cores add nothing)."""
+    clocks = sorted((c["ghz"] for c in device.get("big_cores", []) for _ in range(c["count"]) if c.get("ghz")),
+                    reverse=True)
+    if not clocks:
+        return None
+    return float(sum(clocks[:max(1, int(threads))]))
+
+
+class Estimator:
+    """Fits every (delegate, precision) group once; ``estimate(ops)`` labels each number as an estimate."""
+
+    def __init__(self, devices=None, published=None, workloads=None):
+        self.devices = (devices or _load("devices.json"))["devices"]
+        pub = published or _load("published.json")
+        self.sources = pub.get("sources", {})
+        self.workloads = (workloads or _load("workloads.json"))["workloads"]
+        self.skipped = []
+        self.groups: dict = {}
+        for row in pub["rows"]:
+            wl = self.workloads.get(row["workload"])
+            dev = self.devices.get(row["device"])
+            why = None if wl else f"no workload for {row['workload']}"
+            if dev is None:
+                why = f"device {row['device']} not in devices.json"
+            key = (row["delegate"], row["precision"])
+            speed = None
+            if why is None and row["delegate"] in CPU_DELEGATES:
+                speed = cpu_speed(dev, row["threads"] or 1)
+                if speed is None:
+                    why = f"no clock for {row['device']} in devices.json"
+            if why:
+                self.skipped.append({**row, "why": why})
+                continue
+            f = wl["int8" if row["precision"] == "int8" else "fp32"]
+            self.groups.setdefault(key, []).append(
+                {**row, "x": np.array([f[k] for k in FEATURES]), "speed": speed})
+        self.fits = {key: self._fit(rows, key[0]) for key, rows in self.groups.items()}
+        self.loo = {key: self._loo(rows, key[0]) for key, rows in self.groups.items()}
+
+    # ------------------------------------------------------------------ fitting
+    @staticmethod
+    def _mask(rows) -> np.ndarray:
+        if len({r["workload"] for r in rows}) >= len(FEATURES):
+            return np.ones(len(FEATURES), bool)
+        return np.array([True, True, False, False])  # too few networks: one MAC coefficient (dense = depthwise)
+
+    def _fit(self, rows, delegate) -> dict:
+        from scipy.optimize import nnls
+        mask = self._mask(rows)
+        tied = not mask[2]
+        x = np.array([r["x"] for r in rows])
+        if tied:
+            x = np.stack([x[:, 0] + x[:, 1]], axis=1)
+        t = np.array([r["latency_ms"] for r in rows], dtype=float)
+        devs = [r["device"] for r in rows]
+        cpu = delegate in CPU_DELEGATES
+        ref = max(set(devs), key=devs.count)
+        scale = {d: 1.0 for d in devs}
+        for _ in range(1 if cpu else 30):
+            s = np.array([r["speed"] if cpu else scale[r["device"]] for r in rows])
+            # Divide each equation by its observed time: the fit minimises relative, not absolute, error.
+            theta, _ = nnls(x / (s * t)[:, None], np.ones(len(rows)))
+            if cpu:
+                break
+            pred = x @ theta
+            for d in scale:
+                if d != ref:
+                    idx = [i for i, dd in enumerate(devs) if dd == d]
+                    scale[d] = float(np.median(pred[idx] / t[idx]))
+        full = np.zeros(len(FEATURES))
+        if tied:
+            full[0] = full[1] = theta[0]
+        else:
+            full[:] = theta
+        return {"theta": full, "scale": None if cpu else scale, "reference_device": None if cpu else ref,
+                "features": list(FEATURES) if not tied else ["total_gmacs"], "rows": len(rows)}
+
+    def _speed(self, fit, delegate, device_key, threads):
+        if delegate in CPU_DELEGATES:
+            return cpu_speed(self.devices[device_key], threads or 1)
+        return (fit["scale"] or {}).get(device_key)
+
+    def _loo(self, rows, delegate) -> list[dict]:
+        out = []
+        for i, row in enumerate(rows):
+            rest = rows[:i] + rows[i + 1:]
+            if not rest:
+                continue
+            if delegate not in CPU_DELEGATES and not any(r["device"] == row["device"] for r in rest):
+                continue  # its device's speed factor would come from this very row
+            fit = self._fit(rest, delegate)
+            s = self._speed(fit, delegate, row["device"], row["threads"])
+            pred = float(row["x"] @ fit["theta"]) / s
+            out.append({"workload": row["workload"], "device": row["device"], "threads": row["threads"],
+                        "published_ms": row["latency_ms"], "predicted_ms": pred, "src": row["src"],
+                        "rel_error": (pred - row["latency_ms"]) / row["latency_ms"]})
+        return out
+
+    # ------------------------------------------------------------------ reporting
+    def error_summary(self, key, device=None) -> dict:
+        errs = [abs(e["rel_error"]) for e in self.loo.get(key, []) if device is None or e["device"] == device]
+        if not errs:
+            return {"n": 0, "median_abs_pct": None, "max_abs_pct": None}
+        return {"n": len(errs), "median_abs_pct": 100 * float(np.median(errs)),
+                "max_abs_pct": 100 * float(np.max(errs))}
+
+    def calibration_report(self) -> list[dict]:
+        out = []
+        for key, rows in sorted(self.groups.items()):
+            fit = self.fits[key]
+            out.append({"group": f"{key[0]}/{key[1]}", "rows": len(rows),
+                        "devices": sorted({r["device"] for r in rows}),
+                        "workloads": len({r["workload"] for r in rows}),
+                        "sources": sorted({r["src"] for r in rows}),
+                        "coefficients": dict(zip(FEATURES, map(float, fit["theta"]))),
+                        "fitted_features": fit["features"], "device_scale": fit["scale"],
+                        "loo": self.error_summary(key), "loo_rows": self.loo[key]})
+        return out
+
+    def estimate(self, ops, devices="all", precision=None) -> list[dict]:
+        """Estimates for a model's per-op rows on the chosen devices (keys or names), every available delegate
+        with a calibrated group and, for CPU delegates, 1 thread and all big cores (at most 4)."""
+        precision = precision or model_precision(ops)
+        keys = self._select(devices)
+        xs = np.array([op_features(o) for o in ops]) if ops else np.zeros((0, 4))
+        out = []
+        for dkey in keys:
+            dev = self.devices[dkey]
+            for delegate in dev["delegates"]:
+                gp = group_precision(delegate, precision)
+                key = (delegate, gp)
+                base = {"label": LABEL, "device": dkey, "device_name": dev["name"], "soc": dev["soc"],
+                        "delegate": delegate, "precision": gp}
+                if key not in self.fits:
+                    out.append({**base, "estimate_ms": None,
+                                "why_not": f"no published {delegate}/{gp} figure to calibrate on"})
+                    continue
+                fit = self.fits[key]
+                nbig = sum(c["count"] for c in dev.get("big_cores", []))
+                threads = sorted({1, min(4, nbig)}) if delegate in CPU_DELEGATES else [None]
+                for th in threads:
+                    s = self._speed(fit, delegate, dkey, th)
+                    if s is None:
+                        why = ("no clock in devices.json" if delegate in CPU_DELEGATES else
+                               f"no published {delegate}/{gp} figure for this device to fit its speed factor")
+                        out.append({**base, "threads": th, "estimate_ms": None, "why_not": why})
+                        continue
+                    per_op = xs @ fit["theta"] / s
+                    rows_here = [r for r in self.groups[key] if r["device"] == dkey]
+                    out.append({
+                        **base, "threads": th, "estimate_ms": float(per_op.sum()), "method": METHOD,
+                        "extrapolated": not rows_here,
+                        "calibration": {
+                            "group": f"{delegate}/{gp}", "rows": len(self.groups[key]),
+                            "sources": sorted({r["src"] for r in self.groups[key]}),
+                            "loo_error": self.error_summary(key),
+                            "device_rows": len(rows_here),
+                            "device_loo_error": self.error_summary(key, dkey)},
+                        "top_op_types": _top_types(ops, per_op),
+                    })
+        return out
+
+    def _select(self, devices) -> list[str]:
+        if devices in (None, "", "all"):
+            return list(self.devices)
+        wanted = [d.strip() for d in (devices.split(",") if isinstance(devices, str) else devices) if d.strip()]
+        keys = []
+        for w in wanted:
+            hit = [k for k, v in self.devices.items() if w.lower() in (k.lower(), v["name"].lower())]
+            if not hit:
+                hit = [k for k, v in self.devices.items() if w.lower() in v["name"].lower()]
+            if not hit:
+                raise ValueError(f"--devices: unknown device {w!r} (known: {', '.join(self.devices)})")
+            keys.extend(h for h in hit if h not in keys)
+        return keys
+
+
+def _top_types(ops, per_op, n: int = 3) -> list[dict]:
+    agg: dict = {}
+    for o, t in zip(ops, per_op):
+        agg[o["op"]] = agg.get(o["op"], 0.0) + float(t)
+    total = sum(agg.values()) or 1.0
+    return [{"op": k, "share": v / total} for k, v in sorted(agg.items(), key=lambda kv: -kv[1])[:n]]
+
+
+def table(estimates) -> str:
+    from .common import fmt_table
+
+    def err(e):
+        c = e.get("calibration")
+        if not c:
+            return ""
+        g = c["loo_error"]
+        if not g["n"]:
+            return "not validated"
+        return f"{g['median_abs_pct']:.0f}% (n={g['n']})"
+    rows = [(e["device"], e["delegate"], e.get("threads") or "-", e["precision"],
+             "-" if e["estimate_ms"] is None else f"~{e['estimate_ms']:.2f}",
+             err(e) if e["estimate_ms"] is not None else e.get("why_not", ""),
+             "" if e["estimate_ms"] is None else ("extrapolated" if e["extrapolated"] else
+                                                  f"{e['calibration']['device_rows']} own rows"))
+            for e in estimates]
+    return (f"{LABEL}S (not measurements; method: per-op linear cost model fitted to published phone latencies, "
+            "see --json for details)\n" + fmt_table(
+                ["device", "delegate", "threads", "precision", "est. ms", "LOO median |err|", "basis"], rows))
+
+
+def chart(estimates, path, title="") -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tfalign.io import atomic_path
+    es = [e for e in estimates if e["estimate_ms"] is not None]
+    fig, ax = plt.subplots(figsize=(8, 0.25 * len(es) + 1.5))
+    for i, e in enumerate(es):
+        g = e["calibration"]["loo_error"]
+        rel = (g["median_abs_pct"] or 0) / 100
+        ax.barh(i, e["estimate_ms"], xerr=[[e["estimate_ms"] * rel / (1 + rel)], [e["estimate_ms"] * rel]],
+                color="tab:orange" if e["extrapolated"] else "tab:green", capsize=2)
+    ax.set_yticks(range(len(es)), [f"{e['device']} {e['delegate']}{' %dT' % e['threads'] if e.get('threads') else ''}"
+                                   for e in es], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("ESTIMATED ms (whisker: group leave-one-out median error; orange = extrapolated device)")
+    ax.set_title(f"ESTIMATE, not measured: {title}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return str(path)
