@@ -223,3 +223,55 @@ class GroupConv2D(keras.layers.Layer):
                 "groups": self.groups, "strides": self.strides, "padding": self.padding,
                 "use_bias": self.use_bias, "impl": self.impl,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@register("DeformableConv2D")
+class DeformableConv2D(keras.layers.Layer):
+    """Deformable convolution (Dai et al. 2017, v1): a k×k convolution whose taps are moved by learned offsets.
+
+    An offset convolution predicts 2·k² offsets per output pixel (initialised to zero, so training starts from a
+    plain convolution); the input is sampled at ``p + p_k + Δp_k`` with :func:`bilinear_sample` (zero outside the
+    map, like the zero padding of a ``same`` convolution), and the k² samples of each pixel are combined by one
+    matrix product: TFLite CONV_2D/FULLY_CONNECTED + GATHER, no Flex or custom op. Stride 1, ``same`` output size.
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 3, use_bias: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.use_bias = int(filters), int(kernel_size), bool(use_bias)
+        k2 = self.kernel_size ** 2
+        self.offset_conv = keras.layers.Conv2D(2 * k2, self.kernel_size, padding="same", kernel_initializer="zeros",
+                                               bias_initializer="zeros", name="offsets")
+        self.combine = keras.layers.Dense(self.filters, use_bias=self.use_bias, name="kernel")
+
+    def build(self, input_shape):
+        h, w, c = int(input_shape[1]), int(input_shape[2]), int(input_shape[3])
+        k = self.kernel_size
+        r = tf.range(k, dtype=tf.float32) - (k - 1) / 2.0
+        ky, kx = tf.meshgrid(r, r, indexing="ij")
+        taps = tf.stack([tf.reshape(kx, [-1]), tf.reshape(ky, [-1])], -1)  # [k², 2] (x, y), row-major like Conv2D
+        ys, xs = tf.meshgrid(tf.range(h, dtype=tf.float32), tf.range(w, dtype=tf.float32), indexing="ij")
+        centres = tf.stack([tf.reshape(xs, [-1]), tf.reshape(ys, [-1])], -1)  # [H·W, 2]
+        self._base = tf.reshape(centres[:, None, :] + taps[None], [1, h * w * k * k, 2])
+        self.offset_conv.build(input_shape)
+        self.combine.build((None, k * k * c))
+        super().build(input_shape)
+
+    def call(self, x):
+        h, w, c = x.shape[1], x.shape[2], x.shape[3]
+        k2 = self.kernel_size ** 2
+        # Offsets are laid out (Δx, Δy) per tap: [B, H, W, 2·k²] → [B, H·W·k², 2].
+        offsets = tf.reshape(self.offset_conv(x), [-1, h * w * k2, 2])
+        samples = bilinear_sample(x, self._base + offsets)  # [B, H·W·k², C]
+        return tf.reshape(self.combine(tf.reshape(samples, [-1, h, w, k2 * c])), [-1, h, w, self.filters])
+
+    def set_conv_weights(self, kernel, bias=None):
+        """Load a plain Conv2D kernel [k, k, C, F] (and bias): with zero offsets the layer then equals it."""
+        k, _, c, f = kernel.shape
+        weights = [tf.reshape(kernel, [k * k * c, f])]
+        if self.use_bias:
+            weights.append(bias if bias is not None else tf.zeros([f]))
+        self.combine.set_weights([tf.convert_to_tensor(v).numpy() for v in weights])
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "use_bias": self.use_bias}

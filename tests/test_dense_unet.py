@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+
+from tfalign import config as cfg_lib
+from tfalign._keras import keras, tf
+from tfalign.layers import DeformableConv2D
+from tfalign.models.base import resolve
+from tfalign.models.dense_unet import (DenseUNetConfig, HeatmapDecode, coherent_loss, transform_heatmaps)
+from tfalign.data.targets import gaussian_heatmaps
+
+
+def tiny(**kw):
+    arch, cfg = resolve("dense_unet")
+    spec = cfg_lib.replace(cfg.input, height=32, width=32)
+    return arch, cfg_lib.replace(cfg, channels=8, down_steps=2, input=spec, **kw)
+
+
+def test_deformable_conv_with_zero_offsets_equals_plain_conv():
+    x = np.random.RandomState(0).rand(2, 7, 9, 3).astype(np.float32)
+    conv = keras.layers.Conv2D(5, 3, padding="same")
+    expected = conv(x).numpy()
+    deform = DeformableConv2D(5, 3)
+    deform(x)
+    deform.set_conv_weights(conv.kernel.numpy(), conv.bias.numpy())
+    np.testing.assert_allclose(deform(x).numpy(), expected, atol=1e-5)
+    # Non-zero offsets really move the taps.
+    w = deform.offset_conv.get_weights()
+    w[1][:] = 0.5
+    deform.offset_conv.set_weights(w)
+    assert np.abs(deform(x).numpy() - expected).max() > 1e-2
+
+
+def test_deformable_conv_integer_offset_is_a_shift():
+    # Every tap moved by +1 in x equals the plain convolution of the image shifted left by one pixel.
+    x = np.random.RandomState(1).rand(1, 6, 6, 2).astype(np.float32)
+    conv = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)
+    deform = DeformableConv2D(3, 3, use_bias=False)
+    deform(x)
+    conv(x)
+    deform.set_conv_weights(conv.kernel.numpy())
+    w = deform.offset_conv.get_weights()
+    w[1][0::2] = 1.0  # Δx = 1 for every tap
+    deform.offset_conv.set_weights(w)
+    shifted = np.concatenate([x[:, :, 1:], np.zeros_like(x[:, :, :1])], axis=2)
+    # Column 0 differs: its left taps read x[:, :, 0] where the shifted image has zero padding.
+    np.testing.assert_allclose(deform(x).numpy()[:, :, 1:], conv(shifted).numpy()[:, :, 1:], atol=1e-5)
+
+
+@pytest.mark.parametrize("topology,block,inside", [("sat3", "cab", "deformable"), ("hourglass", "resnet", "none"),
+                                                   ("unet", "hpm", "stn"), ("sat3", "inception", "none")])
+def test_variants_build_and_train(topology, block, inside):
+    arch, cfg = tiny(topology=topology, block=block, inside=inside)
+    model = arch.build(cfg)
+    x = tf.random.uniform((2, 32, 32, 3), seed=0)
+    batch = {"points": tf.random.uniform((2, 68, 2), 0.2, 0.8, seed=1), "mask": tf.ones((2, 68))}
+    with tf.GradientTape() as tape:
+        out = model(x, training=True)
+        loss, parts = arch.loss(cfg, out, batch)
+    assert out["heatmaps2"].shape == (2, 16, 16, 68) and out["landmarks"].shape == (2, 68, 2)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads)
+    assert set(parts) == {"ce1", "ce2"}
+
+
+def test_decode_recovers_points_from_target_heatmaps():
+    pts = np.random.RandomState(2).uniform(0.1, 0.9, (3, 68, 2)).astype(np.float32)
+    maps = gaussian_heatmaps(pts, 64, 64, 1.0)
+    got = HeatmapDecode()(maps).numpy()
+    # Argmax + quarter-pixel refinement: within 0.25 + rounding of a cell (1/64) of the truth.
+    assert np.abs(got - pts).max() * 64 < 0.76
+
+
+def test_coherent_loss_is_zero_for_an_equivariant_model():
+    # "Model" = the Gaussian heatmaps of the true points: exactly equivariant to the transform.
+    rng = np.random.RandomState(3)
+    pts = rng.uniform(0.3, 0.7, (2, 68, 2)).astype(np.float32)
+    angle = 0.3
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
+    affine = np.zeros((2, 2, 3), np.float32)
+    affine[:, :, :2] = rot
+    affine[:, :, 2] = 0.5 - rot @ np.array([0.5, 0.5], np.float32)  # rotate about the centre
+    pts2 = np.einsum("ij,bnj->bni", rot, pts - 0.5) + 0.5
+    logit = lambda p: tf.math.log(gaussian_heatmaps(p, 32, 32, 1.5) * 0.98 + 0.01) - tf.math.log(
+        1 - (gaussian_heatmaps(p, 32, 32, 1.5) * 0.98 + 0.01))
+    loss = float(coherent_loss(logit(pts), logit(pts2), affine))
+    # An equivariant prediction leaves only bilinear resampling error; a wrong one is far larger.
+    wrong = float(coherent_loss(logit(pts), logit(pts), affine))
+    assert loss < 0.05 * wrong
+
+
+def test_transform_heatmaps_mirror_swaps_channels():
+    from tfalign.schemes import get_scheme
+    perm = np.array(get_scheme("300w_68").flip_permutation)
+    pts = np.random.RandomState(4).uniform(0.2, 0.8, (1, 68, 2)).astype(np.float32)
+    mirror = np.array([[[-1, 0, 1], [0, 1, 0]]], np.float32)  # u → 1 - u
+    pts2 = pts[:, perm].copy()
+    pts2[..., 0] = 1 - pts2[..., 0]
+    moved = transform_heatmaps(gaussian_heatmaps(pts, 32, 32, 1.0), mirror, perm[None])
+    np.testing.assert_allclose(moved.numpy(), gaussian_heatmaps(pts2, 32, 32, 1.0).numpy(), atol=1e-4)
+
+
+def test_twin_outputs_add_the_coherent_term():
+    arch, cfg = tiny()
+    model = arch.build(cfg)
+    x = tf.random.uniform((1, 32, 32, 3), seed=0)
+    out = model(x)
+    out["twin"] = model(x[:, :, ::-1])
+    eye = np.array([[[1, 0, 0], [0, 1, 0]]], np.float32)
+    batch = {"points": tf.random.uniform((1, 68, 2), seed=1), "mask": tf.ones((1, 68)),
+             "points2": tf.random.uniform((1, 68, 2), seed=2), "mask2": tf.ones((1, 68)), "affine": eye,
+             "pair_index": np.arange(68)[None]}
+    total, parts = arch.loss(cfg, out, batch)
+    assert {"coherent", "ce1_twin", "ce2_twin"} <= set(parts)
+    expected = sum(float(v) for k, v in parts.items() if k != "coherent") + 0.001 * float(parts["coherent"])
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+
+
+def test_serialization_and_tflite_builtin_conversion(tmp_path):
+    arch, cfg = tiny()
+    model = arch.build(cfg)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    again = keras.models.load_model(path)
+    x = np.random.rand(1, 32, 32, 3).astype(np.float32)
+    np.testing.assert_allclose(model(x)["heatmaps2"], again(x)["heatmaps2"], atol=1e-5)
+    inf = arch.inference_model(cfg, model)
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, inf(inp)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=conv.convert())
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"]), inf(x), atol=1e-3)
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="topology"):
+        DenseUNetConfig(topology="dla")
+    with pytest.raises(ValueError, match="divisible"):
+        DenseUNetConfig(channels=30)
