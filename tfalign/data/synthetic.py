@@ -8,7 +8,8 @@ noise. The ground truth is the projection itself, so it is exact; any scheme wit
 (``tfalign.schemes``) can be requested. Face ``i`` of seed ``s`` depends only on (s, i), not on ``n``.
 
 ``attributes``: ``pose_pyr`` (pitch, yaw, roll) radians in the :func:`tfalign.data.face3d.rotation_matrix`
-convention, ``expression`` (dict of the amounts used), ``occluded`` (bool). ``visibility`` is 0 for points under
+convention, ``expression`` (dict of the amounts used), ``occluded`` (bool), ``camera`` (focal, cx, cy) in pixels of
+the pinhole camera that projected :data:`tfalign.data.face3d.MEAN_FACE_68` (mm). ``visibility`` is 0 for points under
 an occluder.
 """
 from __future__ import annotations
@@ -255,7 +256,8 @@ def _one(seed: int, index: int, size: int):
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 2.0))
     noise = rng.uniform(0, 8)
     img = np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
-    attrs = {"pose_pyr": (float(pitch), float(yaw), float(roll)), "expression": expr, "occluded": occluded}
+    attrs = {"pose_pyr": (float(pitch), float(yaw), float(roll)), "expression": expr, "occluded": occluded,
+             "camera": (float(focal), float(center[0]), float(center[1]))}
     return img, p.astype(np.float32), visibility, attrs
 
 
