@@ -22,7 +22,7 @@ distribution, so the expectation survives quantisation (checked in tests/test_mo
 
 Choices the paper leaves open, and what we chose (documented in docs/models/mobile_two_stage.md):
 input 128 × 128 RGB; heatmap 16 × 16 (stride 8); RoI 8 × 8 samples covering 0.15 of the crop side; Gaussian
-σ = 1 heatmap cell; L_h averaged (not summed) over landmarks and cells, which only rescales λ; the L2 term
+σ = 1 heatmap cell; L_h averaged (not summed) over landmarks, which only rescales λ; the L2 term
 applies to the coarse and the final coordinates; RoI positions do not back-propagate (as in Mask R-CNN).
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ import os
 import numpy as np
 
 from tfalign._keras import keras, layers, register, tf
+from tfalign.data import targets
 from tfalign.layers import GroupConv2D, PointPatches, SoftArgmax, normalized_to_pixel
 from tfalign.losses import masked_point_loss
 from tfalign.models.base import Architecture, InputSpec, TrainSpec, register_architecture, register_preset
@@ -262,24 +263,22 @@ def _ordered(outputs: dict) -> dict:
 # Loss
 
 
-def gaussian_heatmaps(points, height: int, width: int, sigma: float):
-    """Gaussian targets (peak 1) for ``points`` [B, N, 2] in map pixel coordinates → ([B, H, W, N], d² [B, H, W, N]).
+def squared_distances(points, height: int, width: int):
+    """Squared distance (in map cells) of every cell centre to each point: [B, N, 2] normalised → [B, H, W, N].
 
-    Written here because tfalign/data/targets.py did not exist when this model was written; d² (squared distance
-    of each cell to the point, in cells) is returned as well because eq. (3) weights cells by it.
+    The ``d²`` of eq. (3); the Gaussian targets themselves come from :mod:`tfalign.data.targets`.
     """
-    xs = tf.range(width, dtype=points.dtype)
-    ys = tf.range(height, dtype=points.dtype)
-    dx = xs[None, None, :, None] - points[:, None, None, :, 0]  # [B, 1, W, N]
-    dy = ys[None, :, None, None] - points[:, None, None, :, 1]  # [B, H, 1, N]
-    d2 = tf.square(dx) + tf.square(dy)
-    return tf.exp(-d2 / (2.0 * sigma * sigma)), d2
+    px = normalized_to_pixel(points, height, width)
+    dx = tf.range(width, dtype=px.dtype)[None, None, :, None] - px[:, None, None, :, 0]  # [B, 1, W, N]
+    dy = tf.range(height, dtype=px.dtype)[None, :, None, None] - px[:, None, None, :, 1]  # [B, H, 1, N]
+    return tf.square(dx) + tf.square(dy)
 
 
 def heatmap_loss(pred, target, d2, mask, weighting: str = "distance"):
     """Pixel-wise sigmoid cross-entropy, eq. (2), weighted by eq. (3) ``w = 2·d² / (W² + H²)``.
 
-    Averaged over annotated landmarks and cells (eq. 2 sums; the constant factor is absorbed by λ).
+    Summed over cells as in eq. (2), averaged over annotated landmarks and samples (eq. 2 also sums over the
+    landmarks; averaging keeps the loss independent of N, which only rescales λ).
     ``pred`` are sigmoid probabilities [B, H, W, N]; ``mask`` [B, N].
     """
     h, w = int(pred.shape[1]), int(pred.shape[2])
@@ -288,7 +287,7 @@ def heatmap_loss(pred, target, d2, mask, weighting: str = "distance"):
     ce = -(target * tf.math.log(p) + (1.0 - target) * tf.math.log(1.0 - p))
     if weighting == "distance":
         ce = ce * (2.0 * d2 / float(w * w + h * h))
-    per_point = tf.reduce_mean(ce, axis=[1, 2])  # [B, N]
+    per_point = tf.reduce_sum(ce, axis=[1, 2])  # [B, N]
     mask = tf.cast(mask, per_point.dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(per_point * mask), tf.reduce_sum(mask))
 
@@ -298,16 +297,15 @@ def two_stage_loss(config: MobileTwoStageConfig, outputs: dict, batch: dict):
     mask = tf.cast(batch["mask"], tf.float32)
     parts = {}
     if config.heatmap_loss:
-        hm1 = outputs["heatmap1"]
-        h1 = int(hm1.shape[1])
-        target, d2 = gaussian_heatmaps(normalized_to_pixel(points, h1, h1), h1, h1, config.sigma)
-        parts["heatmap1"] = heatmap_loss(hm1, target, d2, mask, config.heatmap_weight)
+        maps = [("heatmap1", points)]
         if config.stage2:
-            s = config.roi_size
-            # The ground truth in the RoI's own frame: RoI centre = the (fixed) coarse estimate.
-            rel = (points - tf.stop_gradient(outputs["coarse"])) / config.roi_side + 0.5
-            target2, d2_2 = gaussian_heatmaps(normalized_to_pixel(rel, s, s), s, s, config.sigma)
-            parts["heatmap2"] = heatmap_loss(outputs["heatmap2"], target2, d2_2, mask, config.heatmap_weight)
+            # The ground truth in each RoI's own frame (normalised to the RoI; centre = the fixed coarse estimate).
+            maps.append(("heatmap2", (points - tf.stop_gradient(outputs["coarse"])) / config.roi_side + 0.5))
+        for key, pts in maps:
+            pred = outputs[key]
+            h, w = int(pred.shape[1]), int(pred.shape[2])
+            target = targets.gaussian_heatmaps(pts, h, w, sigma=config.sigma)
+            parts[key] = heatmap_loss(pred, target, squared_distances(pts, h, w), mask, config.heatmap_weight)
     if config.l2_loss:
         parts["l2"] = config.l2_weight * masked_point_loss(outputs["landmarks"], points, mask, kind="l2")
         if config.stage2:
@@ -381,5 +379,5 @@ def load_pretrained(folder: str = WEIGHTS_DIR):
     return model, config
 
 
-__all__ = ["MobileTwoStageConfig", "MobileTwoStage", "build_model", "two_stage_loss", "gaussian_heatmaps",
+__all__ = ["MobileTwoStageConfig", "MobileTwoStage", "build_model", "two_stage_loss", "squared_distances",
            "heatmap_loss", "inverted_residual", "load_pretrained", "save_pretrained", "WEIGHTS_DIR"]
