@@ -72,7 +72,7 @@ def _table_row(cells: list[str], headers: list[str]) -> dict | None:
         if all(_NUMERIC_CELL.match(c) for c in cells[i:i + k]):
             row = {"node_type": " ".join(cells[:i])}
             for h, c in zip(numeric, cells[i:i + k]):
-                key = re.sub(r"[^a-z0-9]+", "_", h.lower().replace("%", "pct")).strip("_")
+                key = re.sub(r"[^a-z0-9]+", "_", h.lower().replace("%", "_pct")).strip("_")
                 row[key] = float(c.rstrip("%"))
             name = " ".join(cells[i + k:])
             if name:
