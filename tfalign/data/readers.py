@@ -95,7 +95,7 @@ def _lines(path: str, on_error: OnError) -> Iterable[tuple[int, str]]:
 def _floats(tokens: Sequence, path: str, line: Optional[int], what: str) -> np.ndarray:
     try:
         values = np.array([float(t) for t in tokens], dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         bad = next((t for t in tokens if not _is_number(t)), "?")
         raise DataError(path, f"{what}: non-numeric value {str(bad)[:40]!r}", line) from None
     if not np.all(np.isfinite(values)):
@@ -109,7 +109,7 @@ def _is_number(token) -> bool:
     try:
         float(token)
         return True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
 
 
@@ -499,7 +499,7 @@ def read_cofw(mat_path: str, one_based: bool = True, check_images: bool = True, 
                                           image=_as_rgb(img, mat_path, i)))
             except DataError as err:
                 _raise_or_report(err, on_error)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OSError, RuntimeError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(mat_path, f"malformed COFW file ({type(e).__name__}: {str(e)[:120]})") from None
@@ -596,7 +596,7 @@ def read_dlib_xml(xml_path: str, scheme: Optional[str] = None, check_images: boo
                 parts = {}
                 for part in box.findall("part"):
                     name = part.get("name", "")
-                    if not name.isdigit():
+                    if not (name.isascii() and name.isdigit()):
                         raise DataError(src, f"part name {name[:20]!r} is not a point index")
                     if int(name) in parts:
                         raise DataError(src, f"part {name} appears twice")
@@ -628,7 +628,8 @@ def parse_ljson(obj, path: str = "<ljson>") -> tuple:
     if isinstance(obj.get("groups"), dict):
         candidates = []
         for gname, group in obj["groups"].items():
-            pts = (group.get("landmarks") or {}).get("points") if isinstance(group, dict) else None
+            marks = group.get("landmarks") if isinstance(group, dict) else None
+            pts = marks.get("points") if isinstance(marks, dict) else None
             if isinstance(pts, list):
                 candidates.append((gname, pts))
         known = [c for c in candidates if _known_count(len(c[1]))]

@@ -104,7 +104,10 @@ def _synthetic(args, on_error):
         raise ValueError(f"synthetic spec: N and SEED must be integers, got {':'.join(args)!r}") from None
     from tfalign.data.synthetic import make_records  # lazily: it pulls in OpenCV drawing code
 
-    return make_records(n, args[1] if len(args) > 1 else "300w_68", seed)
+    try:
+        return make_records(n, args[1] if len(args) > 1 else "300w_68", seed)
+    except ValueError as e:
+        raise ValueError(f"synthetic spec {':'.join(args)!r}: {e}") from None
 
 
 def _celeba(args, on_error):
