@@ -184,16 +184,26 @@ def test_bad_arguments():
 
 
 def test_real_lfpw_faces(shared_data):
-    import glob
-    import os
-    pts_files = sorted(glob.glob(str(shared_data / "lfpw" / "trainset" / "*.pts")))[:4]
-    recs = []
-    for f in pts_files:
-        with open(f) as fh:
-            lines = fh.read().split("{")[1].split("}")[0].split()
-        pts = np.array(lines, np.float32).reshape(-1, 2) - 1.0
-        recs.append(FaceRecord(os.path.splitext(f)[0] + ".jpg", pts, "300w_68", source=f))
+    from tfalign.data.spec import load_records
+    recs = load_records(f"300w:{shared_data / 'lfpw' / 'trainset'}")[:4]
     spec = InputSpec(height=64, width=64)
     b = _batches(make_dataset(recs, spec, training=True, batch_size=4, seed=0))[0]
     assert b["image"].shape == (4, 64, 64, 3) and np.isfinite(b["image"]).all()
-    assert 0.0 < b["points"].mean() < 1.0
+    e = _batches(make_dataset(recs, spec, training=False, batch_size=4))[0]
+    # Evaluation crops: the tight 68-point box with 1.25 context puts every point in [0.1, 0.9].
+    assert e["points"].min() >= 0.099 and e["points"].max() <= 0.901
+
+
+def test_fused_colour_jitter_equals_the_step_by_step_definition():
+    from tfalign.data.pipeline import photometric
+    aug = dataclasses.replace(AugmentConfig.none(), brightness=0.3, contrast=0.3, saturation=0.3)
+    img = np.random.default_rng(0).integers(40, 200, (16, 16, 3), dtype=np.uint8)
+    out = photometric(np.random.default_rng(5), img, aug)
+    rng = np.random.default_rng(5)
+    rng.random(), rng.random()  # the occlusion and blur draws
+    b, c, s = (rng.uniform(0.7, 1.3) for _ in range(3))
+    x = img.astype(np.float64) * b
+    x = (x - x.mean()) * c + x.mean()
+    g = (x @ [0.299, 0.587, 0.114])[..., None]
+    x = (x - g) * s + g
+    assert np.abs(np.clip(np.round(x), 0, 255) - out).max() <= 1

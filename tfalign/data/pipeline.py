@@ -164,6 +164,9 @@ def augment_matrix(rng: np.random.Generator, box, input_spec, aug: AugmentConfig
     return m, flipped, angle
 
 
+_GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])
+
+
 def photometric(rng: np.random.Generator, crop: np.ndarray, aug: AugmentConfig) -> np.ndarray:
     """Occlusion rectangles, blur, colour jitter and grayscale on a uint8 RGB crop (a new array)."""
     h, w = crop.shape[:2]
@@ -180,14 +183,15 @@ def photometric(rng: np.random.Generator, crop: np.ndarray, aug: AugmentConfig) 
     if rng.random() < aug.blur:
         out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(*aug.blur_sigma)))
     if aug.brightness or aug.contrast or aug.saturation:
-        x = out.astype(np.float32)
-        x *= rng.uniform(1.0 - aug.brightness, 1.0 + aug.brightness)
+        b = rng.uniform(1.0 - aug.brightness, 1.0 + aug.brightness)
         c = rng.uniform(1.0 - aug.contrast, 1.0 + aug.contrast)
-        x = (x - x.mean()) * c + x.mean()
-        gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
         s = rng.uniform(1.0 - aug.saturation, 1.0 + aug.saturation)
-        x = (x - gray[..., None]) * s + gray[..., None]
-        out = np.clip(x, 0, 255).astype(np.uint8)
+        # brightness (x*b), contrast about the mean, saturation about the gray value are all linear in the pixel:
+        # together one 3x4 colour matrix, applied by cv2.transform on uint8 (saturating) in a single pass.
+        mu = float(np.mean(cv2.mean(out)[:3]))
+        m = s * c * b * np.eye(3) + (1.0 - s) * c * b * np.tile(_GRAY_WEIGHTS, (3, 1))
+        m = np.hstack([m, np.full((3, 1), (1.0 - c) * b * mu)])
+        out = cv2.transform(out, m)
     if rng.random() < aug.grayscale:
         out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
     return out
