@@ -24,6 +24,8 @@ setup(
     include_package_data=True,
     package_data={"tfalign": ["weights/*", "weights/**/*", "data/*.json", "data/*.npy"],
                   "mobile_export": ["*.json", "devices/*"]},
-    install_requires=STACK + ["matplotlib>=3.8", "scipy>=1.11", "tqdm>=4.66", "jsonschema>=4.20", "pillow>=10"],
+    # h5py reads MATLAB v7.3 (HDF5) .mat files such as COFW's.
+    install_requires=STACK + ["matplotlib>=3.8", "scipy>=1.11", "tqdm>=4.66", "jsonschema>=4.20", "pillow>=10",
+                              "h5py>=3.10"],
     extras_require={"dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"]},
 )
