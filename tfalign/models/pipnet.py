@@ -36,6 +36,7 @@ import numpy as np
 
 from tfalign._keras import keras, layers, register, tf
 from tfalign.models.backbones import STRIDES, build_backbone, get_backbone
+from tfalign.data.targets import nearest_neighbors, pip_targets
 from tfalign.models.base import Architecture, InputSpec, TrainSpec, register_architecture, register_preset
 
 # §4.1.2: α and β per network stride, chosen so the classification and regression losses are comparable.
@@ -111,28 +112,7 @@ class PIPNetConfig:
         return self.input.height // self.stride, self.input.width // self.stride
 
 
-# --- mean face and neighbours ---------------------------------------------------------------------------------
-def neighbors_from_mean_face(mean_face, num_neighbors: int) -> np.ndarray:
-    """[N, C] indices of the C landmarks closest (Euclidean) to each landmark of ``mean_face`` [N, 2], itself
-    excluded (§3.2). Ties break by index, so the table is deterministic."""
-    face = np.asarray(mean_face, dtype=np.float64)
-    if face.ndim != 2 or face.shape[1] != 2:
-        raise ValueError(f"mean face must be [N, 2], got shape {face.shape}")
-    d = np.sum((face[:, None] - face[None]) ** 2, axis=-1)
-    np.fill_diagonal(d, np.inf)
-    return np.argsort(d, axis=1, kind="stable")[:, :num_neighbors].astype(np.int32)
-
-
-def mean_face(points, mask=None) -> np.ndarray:
-    """Mean of normalised face shapes [M, N, 2] over the annotated samples of each point."""
-    pts = np.asarray(points, np.float64)
-    m = np.ones(pts.shape[:2]) if mask is None else np.asarray(mask, np.float64)
-    count = m.sum(0)
-    if np.any(count == 0):
-        raise ValueError(f"mean face: points {np.flatnonzero(count == 0).tolist()} are never annotated")
-    return (pts * m[..., None]).sum(0) / count[:, None]
-
-
+# --- mean face and neighbours (tfalign.data.targets.mean_shape / nearest_neighbors compute them) -------------
 def load_mean_face(schemes, path: str = MEAN_FACE_FILE) -> np.ndarray:
     """Packaged mean face of the concatenated ``schemes``; a scheme without its own entry is converted from one
     that has (``tfalign.schemes.conversion_matrix``, e.g. 300w_68 → mtfl_5)."""
@@ -162,7 +142,7 @@ def load_mean_face(schemes, path: str = MEAN_FACE_FILE) -> np.ndarray:
 def resolve_neighbors(config: PIPNetConfig) -> np.ndarray:
     if config.neighbors:
         return np.asarray(config.neighbors, np.int32).reshape(config.input.num_points, config.num_neighbors)
-    return neighbors_from_mean_face(load_mean_face(config.input.schemes), config.num_neighbors)
+    return nearest_neighbors(load_mean_face(config.input.schemes), config.num_neighbors)
 
 
 def nrm_merge_matrix(neighbors) -> np.ndarray:
@@ -179,54 +159,31 @@ def nrm_merge_matrix(neighbors) -> np.ndarray:
     return m / m.sum(axis=1, keepdims=True)
 
 
-# --- in-graph target encoding (targets-agnostic TF; tfalign.data.targets may offer the same) --------------------
-def encode_pip(points, mask, height: int, width: int, neighbors=None):
-    """PIP targets of normalised points [B, N, 2] on a ``height`` × ``width`` grid (§3.1, §3.2, Fig. 4).
-
-    Returns a dict: ``cell`` [B, N] int32 (row-major positive cell), ``score`` [B, H*W, N] one-hot,
-    ``offset`` [B, N, 2] (x, y) in cell units from the cell's top-left corner, and when ``neighbors`` [N, C] is
-    given ``neighbor_offset`` [B, N, C, 2] (neighbour positions relative to the same corner) and
-    ``neighbor_mask`` [B, N, C] (both ends annotated). Points outside the crop use the nearest border cell.
-    """
-    points = tf.convert_to_tensor(points, tf.float32)
-    mask = tf.cast(mask, tf.float32)
-    scale = tf.constant([float(width), float(height)])
-    grid_pts = points * scale  # cell units, edge origin
-    corner = tf.clip_by_value(tf.floor(grid_pts), 0.0, tf.constant([width - 1.0, height - 1.0]))
-    cell = tf.cast(corner[..., 1] * width + corner[..., 0], tf.int32)
-    out = {"cell": cell, "offset": grid_pts - corner,
-           "score": tf.one_hot(cell, height * width, axis=1, dtype=tf.float32)}
-    if neighbors is not None and np.size(neighbors):
-        nb = tf.constant(np.asarray(neighbors, np.int32))
-        nb_pts = tf.gather(grid_pts, nb, axis=1)  # [B, N, C, 2]
-        out["neighbor_offset"] = nb_pts - corner[:, :, None, :]
-        out["neighbor_mask"] = mask[:, :, None] * tf.gather(mask, nb, axis=1)
-    return out
-
-
+# --- in-graph decoding ----------------------------------------------------------------------------------------
 def decode_pip(score, offset_x, offset_y, neighbor_x=None, neighbor_y=None, merge=None):
     """Landmarks [B, N, 2] (normalised, edge origin) from PIP maps; see :class:`PIPDecode`."""
     h, w, n = int(score.shape[1]), int(score.shape[2]), int(score.shape[3])
     hw = h * w
-    cells = np.arange(hw)
-    col = tf.constant((cells % w).astype(np.float32)[None, :, None])
-    row = tf.constant((cells // w).astype(np.float32)[None, :, None])
-    best = tf.argmax(tf.reshape(score, [-1, hw, n]), axis=1, output_type=tf.int32)  # [B, N]
-    # One-hot × map summed over cells: int8-friendly gather (ONE_HOT, MUL, SUM) that keeps the batch dynamic.
-    pick = tf.one_hot(best, hw, axis=1, dtype=score.dtype)  # [B, HW, N]
-    xs = [tf.reduce_sum((tf.reshape(offset_x, [-1, hw, n]) + col) * pick, axis=1)]
-    ys = [tf.reduce_sum((tf.reshape(offset_y, [-1, hw, n]) + row) * pick, axis=1)]
+    best = tf.argmax(tf.reshape(score, [-1, hw, n]), axis=1, output_type=tf.int32)  # [B, N] (ARG_MAX)
+    # GATHER moves int8 values without requantizing them, so the picked offsets are exact in a full-int8 model
+    # (an int8 ONE_HOT × map product is not: its off value does not survive the zero point).
+    own = best * n + tf.range(n)[None, :]  # index into the row-major [HW, N] map
+
+    def pick(maps, index, channels):
+        return tf.gather(tf.reshape(maps, [-1, hw * channels]), index, batch_dims=1)
+
+    col = tf.cast(best % w, score.dtype)
+    row = tf.cast(best // w, score.dtype)
+    x, y = col + pick(offset_x, own, n), row + pick(offset_y, own, n)
     if neighbor_x is not None and merge is not None:
         c = int(neighbor_x.shape[-1]) // n
-        pick4 = pick[..., None]
-        for maps, base, acc in ((neighbor_x, col, xs), (neighbor_y, row, ys)):
-            vals = tf.reshape(maps, [-1, hw, n, c]) + base[..., None]
-            acc.append(tf.reshape(tf.reduce_sum(vals * pick4, axis=1), [-1, n * c]))
-        m = tf.constant(np.asarray(merge, np.float32).T)  # [N + N*C, N]
-        x = tf.matmul(tf.concat(xs, axis=1), m)
-        y = tf.matmul(tf.concat(ys, axis=1), m)
-    else:
-        x, y = xs[0], ys[0]
+        idx = tf.reshape(best[:, :, None] * (n * c) + tf.constant(np.arange(n * c, dtype=np.int32).reshape(n, c)),
+                         [-1, n * c])
+        nb_x = tf.repeat(col, c, axis=1) + pick(neighbor_x, idx, n * c)  # [B, N*C], landmark-major
+        nb_y = tf.repeat(row, c, axis=1) + pick(neighbor_y, idx, n * c)
+        m = tf.constant(np.asarray(merge, np.float32).T)  # [N + N*C, N]: the NRM average as one matmul
+        x = tf.matmul(tf.concat([x, nb_x], axis=1), m)
+        y = tf.matmul(tf.concat([y, nb_y], axis=1), m)
     return tf.stack([x / float(w), y / float(h)], axis=-1)
 
 
@@ -274,43 +231,45 @@ def pip_loss(config: PIPNetConfig, outputs: dict, batch: dict, neighbors=None):
         task_w = {t: tf.cast(tf.equal(task, t), tf.float32) for t in (TASK_COARSE_128, TASK_COARSE_64, TASK_PIP)}
     mask3 = mask * task_w[TASK_PIP][:, None]
 
-    t = encode_pip(points, mask, h, w, neighbors)
+    c = config.num_neighbors
+    t = pip_targets(points, h, w, neighbors if c else np.zeros((n, 1), np.int32), mask=mask)
     # LS (eq. 2): mean squared error over every cell of every annotated map; with STC the three maps' cells are
     # pooled into one mean, as in the authors' code, each sample counting on the map of its task.
     sq_sum, cells = 0.0, 0.0
-    maps = [(outputs["score"], t["score"], mask3, h * w)]
+    maps = [(outputs["score"], t["score"], mask3)]
     if config.stc and task is not None:
         for key, factor, tid in (("score_s64", 2, TASK_COARSE_64), ("score_s128", 4, TASK_COARSE_128)):
-            hh, ww = h // factor, w // factor
-            coarse = encode_pip(points, mask, hh, ww)["score"]
-            maps.append((outputs[key], coarse, mask * task_w[tid][:, None], hh * ww))
-    for pred, target, m, size in maps:
-        err = tf.square(tf.reshape(tf.cast(pred, tf.float32), [-1, size, n]) - target)
-        sq_sum += tf.reduce_sum(err * m[:, None, :])
-        cells += tf.reduce_sum(m) * size
+            coarse = _coarse_scores(points, mask, h // factor, w // factor)
+            maps.append((outputs[key], coarse, mask * task_w[tid][:, None]))
+    for pred, target, m in maps:
+        err = tf.square(tf.cast(pred, tf.float32) - target) * m[:, None, None, :]
+        sq_sum += tf.reduce_sum(err)
+        cells += tf.reduce_sum(m) * float(target.shape[1] * target.shape[2])
     loss_s = tf.math.divide_no_nan(sq_sum, cells)
 
-    pos = t["score"]  # [B, HW, N]
-
-    def at_positive(maps_, c=None):
-        flat = tf.reshape(tf.cast(maps_, tf.float32), [-1, h * w, n] if c is None else [-1, h * w, n, c])
-        return tf.reduce_sum(flat * (pos if c is None else pos[..., None]), axis=1)
-
-    off_pred = tf.stack([at_positive(outputs["offset_x"]), at_positive(outputs["offset_y"])], -1)
-    loss_o = tf.math.divide_no_nan(tf.reduce_sum(tf.abs(off_pred - t["offset"]) * mask3[..., None]),
-                                   2.0 * tf.reduce_sum(mask3))
+    # LO, LN (eq. 3, 6): L1 at the positive cell only; the one-hot score target selects it.
+    pos = t["score"] * mask3[:, None, None, :]
+    diff = tf.abs(tf.cast(outputs["offset_x"], tf.float32) - t["offset_x"]) + \
+        tf.abs(tf.cast(outputs["offset_y"], tf.float32) - t["offset_y"])
+    loss_o = tf.math.divide_no_nan(tf.reduce_sum(diff * pos), 2.0 * tf.reduce_sum(mask3))
     terms = {"score": loss_s, "offset": loss_o}
     total = loss_s + alpha * loss_o
-    if config.num_neighbors:
-        c = config.num_neighbors
-        nb_pred = tf.stack([at_positive(outputs["neighbor_x"], c), at_positive(outputs["neighbor_y"], c)], -1)
-        nb_mask = t["neighbor_mask"] * task_w[TASK_PIP][:, None, None]
-        loss_n = tf.math.divide_no_nan(
-            tf.reduce_sum(tf.abs(nb_pred - t["neighbor_offset"]) * nb_mask[..., None]),
-            2.0 * tf.reduce_sum(nb_mask))
+    if c:
+        # Channel i*C + j of the neighbour maps belongs to landmark i: its positive cell is landmark i's.
+        nb_pos = tf.repeat(t["score"], c, axis=-1) * tf.reshape(
+            t["neighbor_mask"] * tf.repeat(task_w[TASK_PIP][:, None], n * c, axis=1), [-1, 1, 1, n * c])
+        nb_diff = tf.abs(tf.cast(outputs["neighbor_x"], tf.float32) - t["neighbor_x"]) + \
+            tf.abs(tf.cast(outputs["neighbor_y"], tf.float32) - t["neighbor_y"])
+        loss_n = tf.math.divide_no_nan(tf.reduce_sum(nb_diff * nb_pos), 2.0 * tf.reduce_sum(nb_pos))
         terms["neighbor"] = loss_n
         total = total + beta * loss_n
     return total, terms
+
+
+def _coarse_scores(points, mask, height, width):
+    # Score targets only: pip_targets with one dummy neighbour, the neighbour maps are never read.
+    n = points.shape[1]
+    return pip_targets(points, height, width, np.zeros((n, 1), np.int32), mask=mask)["score"]
 
 
 # --- the architecture -----------------------------------------------------------------------------------------

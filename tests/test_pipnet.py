@@ -1,0 +1,285 @@
+"""PIPNet: paper defaults, NRM, encode ↔ decode, loss, training step, serialization, TFLite (float and int8)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tfalign._keras import keras, tf
+from tfalign.config import replace
+from tfalign.data.targets import pip_targets
+from tfalign.models import pipnet as P
+from tfalign.models.base import resolve
+
+N = 68
+
+
+def _tiny(**overrides):
+    _, cfg = resolve("pipnet_mbv3")
+    base = {"input.height": 64, "input.width": 64, "backbone": "mobilenet_v3_small"}
+    return replace(cfg, **{**base, **overrides})
+
+
+def _faces(batch, seed=0):
+    """Random faces: the packaged mean face, jittered, so neighbours are meaningful."""
+    rng = np.random.default_rng(seed)
+    mean = P.load_mean_face(("300w_68",))
+    pts = mean[None] + rng.normal(0, 0.02, (batch, N, 2))
+    return np.clip(pts, 0.01, 0.99).astype("float32")
+
+
+def _maps_from_targets(t, neighbors_used=True):
+    """Perfect network outputs: the encoded targets themselves (offsets only matter at the positive cell)."""
+    maps = {k: t[k] for k in ("score", "offset_x", "offset_y")}
+    if neighbors_used:
+        maps.update(neighbor_x=t["neighbor_x"], neighbor_y=t["neighbor_y"])
+    return maps
+
+
+# --- config -------------------------------------------------------------------------------------------------
+def test_defaults_are_the_papers():
+    arch, cfg = resolve("pipnet_r18")
+    assert arch.name == "pipnet" and cfg.backbone == "resnet18"
+    assert (cfg.input.height, cfg.input.width, cfg.input.channels) == (256, 256, 3)
+    assert cfg.stride == 32 and cfg.grid == (8, 8) and cfg.num_neighbors == 10
+    assert cfg.loss_weights == (0.1, 0.1)
+    t = cfg.train
+    assert (t.optimizer, t.learning_rate, t.schedule, t.milestones, t.decay, t.batch_size, t.epochs) == \
+        ("adam", 1e-4, "step", (30, 50), 0.1, 16, 60)
+    assert resolve("pipnet_mbv3")[1].backbone == "mobilenet_v3_large"
+
+
+@pytest.mark.parametrize("stride,weight", [(16, 0.02), (32, 0.1), (64, 0.125), (128, 0.25)])
+def test_loss_weights_follow_the_stride(stride, weight):
+    cfg = replace(resolve("pipnet")[1], stride=stride)
+    assert cfg.loss_weights == (weight, weight)
+    assert replace(cfg, alpha=1.0).loss_weights == (1.0, weight)
+
+
+def test_config_round_trips_through_a_dict():
+    arch, cfg = resolve("pipnet_mbv3")
+    cfg = replace(cfg, neighbors=tuple(tuple(int(i) for i in r) for r in P.resolve_neighbors(cfg)))
+    back = arch.config_from_dict(dataclasses.asdict(cfg))
+    assert back == cfg
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"stride": 8}, "stride must be one of"),
+    ({"backbone": "vgg"}, "unknown backbone 'vgg'"),
+    ({"num_neighbors": 68}, "num_neighbors must be in"),
+    ({"neighbors": ((1, 2),)}, "neighbors must be \\[68\\]\\[10\\]"),
+    ({"stc": True, "input.height": 96, "input.width": 96}, "divisible by 128"),
+    ({"alpha": -1.0}, "alpha must be >= 0"),
+])
+def test_bad_config_is_refused_with_the_field_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _tiny(**overrides)
+
+
+def test_neighbour_table_must_not_contain_the_landmark_itself():
+    table = np.tile(np.arange(10), (N, 1))  # row 0 lists landmark 0 as its own neighbour
+    with pytest.raises(ValueError, match="exclude the landmark itself"):
+        _tiny(neighbors=tuple(map(tuple, table.tolist())))
+
+
+# --- neighbours and NRM ---------------------------------------------------------------------------------------
+def test_neighbours_come_from_the_packaged_mean_face():
+    nb = P.resolve_neighbors(_tiny())
+    assert nb.shape == (N, 10)
+    assert not np.any(nb == np.arange(N)[:, None])
+    # Eye corners' nearest neighbours are eye points (36-47), the chin's are jaw points (0-16).
+    assert set(nb[36, :3]) <= set(range(36, 48)) | set(range(17, 22))
+    assert set(nb[8, :2]) <= set(range(17))
+
+
+def test_mtfl_points_get_a_mean_face_through_the_scheme_conversion():
+    face = P.load_mean_face(("300w_68", "mtfl_5"))
+    assert face.shape == (73, 2)
+    np.testing.assert_allclose(face[68], face[36:42].mean(0), atol=1e-9)
+
+
+def test_nrm_merge_is_the_plain_mean_of_own_and_received_predictions():
+    nb = np.array([[1], [0], [1]])  # 0 ← 1, 1 ← 0 and 2, 2 ← nobody
+    m = P.nrm_merge_matrix(nb)
+    np.testing.assert_allclose(m.sum(1), 1.0)
+    own = np.array([10.0, 20.0, 30.0])
+    nb_pred = np.array([21.0, 11.0, 22.0])  # 0 says 1 is at 21, 1 says 0 is at 11, 2 says 1 is at 22
+    merged = m @ np.concatenate([own, nb_pred])
+    np.testing.assert_allclose(merged, [(10 + 11) / 2, (20 + 21 + 22) / 3, 30.0])
+
+
+# --- encode ↔ decode -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size,stride", [(256, 32), (256, 16), (256, 128)])
+def test_encode_then_decode_gives_the_points_back(size, stride):
+    cfg = replace(resolve("pipnet")[1], **{"stride": stride})
+    h = w = size // stride
+    nb = P.resolve_neighbors(cfg)
+    pts = _faces(4)
+    pts[0, :4] = [[0.0, 0.0], [0.999, 0.999], [0.5, 0.5], [1.0 / w, 2.0 / h]]  # borders and cell edges
+    t = pip_targets(pts, h, w, nb)
+    maps = _maps_from_targets(t)
+    got = P.decode_pip(maps["score"], maps["offset_x"], maps["offset_y"], maps["neighbor_x"], maps["neighbor_y"],
+                       merge=P.nrm_merge_matrix(nb)).numpy()
+    assert np.abs(got - pts).max() * size < 0.5  # pixels of the input crop
+    own_only = P.decode_pip(maps["score"], maps["offset_x"], maps["offset_y"]).numpy()
+    assert np.abs(own_only - pts).max() * size < 0.5
+
+
+def test_decode_averages_a_wrong_own_offset_with_the_neighbours():
+    h = w = 8
+    nb = P.resolve_neighbors(_tiny())
+    pts = _faces(1)
+    t = pip_targets(pts, h, w, nb)
+    ox = t["offset_x"].numpy()
+    ox[..., 30] += 2.0 * t["score"].numpy()[..., 30]  # landmark 30 claims to be 2 cells to the right
+    merged = P.decode_pip(t["score"], tf.constant(ox), t["offset_y"], t["neighbor_x"], t["neighbor_y"],
+                          merge=P.nrm_merge_matrix(nb)).numpy()
+    received = int((nb == 30).sum())
+    assert received > 0
+    np.testing.assert_allclose(merged[0, 30, 0] - pts[0, 30, 0], 2.0 / w / (1 + received), atol=1e-5)
+
+
+# --- model and loss ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model():
+    arch, _ = resolve("pipnet")
+    cfg = _tiny(stc=True, **{"input.height": 128, "input.width": 128})
+    return arch, cfg, arch.build(cfg)
+
+
+def test_outputs_and_shapes(tiny_model):
+    _, cfg, model = tiny_model
+    shapes = {k: tuple(v.shape[1:]) for k, v in model.output.items()}
+    assert shapes == {"landmarks": (N, 2), "score": (4, 4, N), "offset_x": (4, 4, N), "offset_y": (4, 4, N),
+                      "neighbor_x": (4, 4, 10 * N), "neighbor_y": (4, 4, 10 * N), "score_s64": (2, 2, N),
+                      "score_s128": (1, 1, N)}
+    # The STC heads reuse the stride-32 score convolution: no extra parameters.
+    assert model.get_layer("pip_score") is not None
+    assert not [l for l in model.layers if "stc" in l.name and l.weights]
+
+
+def test_loss_is_zero_for_perfect_maps_and_ignores_masked_points():
+    arch, cfg = resolve("pipnet")[0], _tiny()
+    nb = P.resolve_neighbors(cfg)
+    pts = _faces(2)
+    mask = np.ones((2, N), np.float32)
+    perfect = _maps_from_targets(pip_targets(pts, 2, 2, nb))
+    total, terms = arch.loss(cfg, perfect, {"points": pts, "mask": mask})
+    assert float(total) == pytest.approx(0.0, abs=1e-6)
+    # Corrupt every map of landmark 5 of face 1; masking that point restores a zero loss.
+    bad = {k: v.numpy().copy() for k, v in perfect.items()}
+    for key in ("score", "offset_x", "offset_y"):
+        bad[key][1, ..., 5] += 1.0
+    for key in ("neighbor_x", "neighbor_y"):
+        bad[key][1, ..., 50:60] += 1.0
+    total, terms = arch.loss(cfg, bad, {"points": pts, "mask": mask})
+    assert min(float(terms["score"]), float(terms["offset"]), float(terms["neighbor"])) > 0
+    mask[1, 5] = 0.0
+    total, _ = arch.loss(cfg, bad, {"points": pts, "mask": mask})
+    assert float(total) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_stc_task_selects_which_head_learns(tiny_model):
+    arch, cfg, model = tiny_model
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(2, 128, 128, 3)).astype("float32")
+    pts = _faces(2)
+    mask = np.ones((2, N), np.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        out = model(image, training=False)
+        _, t1 = arch.loss(cfg, out, {"points": pts, "mask": mask, "stc_task": np.array([1, 1])})
+        _, t3 = arch.loss(cfg, out, {"points": pts, "mask": mask, "stc_task": np.array([3, 3])})
+    offset_kernel = model.get_layer("pip_offset_x").kernel
+    assert tape.gradient(t1["score"], offset_kernel) is None or \
+        float(tf.reduce_max(tf.abs(tape.gradient(t1["score"], offset_kernel)))) == 0.0
+    assert float(t1["offset"]) == 0.0 and float(t1["neighbor"]) == 0.0
+    assert float(t3["offset"]) > 0.0
+    # Task 1 learns on the 1x1 (stride-128) map: its score loss differs from Task 3's 4x4 map.
+    assert float(t1["score"]) != pytest.approx(float(t3["score"]))
+
+
+def test_training_steps_reduce_the_loss():
+    arch, cfg = resolve("pipnet")[0], _tiny()
+    model = arch.build(cfg)
+    opt = keras.optimizers.Adam(1e-3)
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(2, 64, 64, 3)).astype("float32"), "points": _faces(2),
+             "mask": np.ones((2, N), np.float32)}
+    losses = []
+    for _ in range(6):
+        with tf.GradientTape() as tape:
+            total, _ = arch.loss(cfg, model(batch["image"], training=True), batch)
+        grads = tape.gradient(total, model.trainable_variables)
+        assert all(g is not None for g in grads)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        losses.append(float(total))
+    assert losses[-1] < losses[0]
+
+
+def test_saved_model_round_trip(tiny_model, tmp_path):
+    _, _, model = tiny_model
+    path = str(tmp_path / "pipnet.keras")
+    model.save(path)
+    back = keras.models.load_model(path)
+    x = np.random.default_rng(2).normal(size=(1, 128, 128, 3)).astype("float32")
+    a, b = model.predict(x, verbose=0), back.predict(x, verbose=0)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-5)
+    layer = P.PIPDecode.from_config(model.get_layer("landmarks").get_config())
+    assert layer.neighbors == model.get_layer("landmarks").neighbors
+
+
+# --- TFLite ------------------------------------------------------------------------------------------------------
+def _run_tflite(model_bytes, x):
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_content=model_bytes)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    if inp["dtype"] != np.float32:
+        scale, zero = inp["quantization"]
+        x = np.clip(np.round(x / scale + zero), -128, 127).astype(inp["dtype"])
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    out = interp.get_output_details()[0]
+    y = interp.get_tensor(out["index"])
+    if out["dtype"] != np.float32:
+        scale, zero = out["quantization"]
+        y = (y.astype(np.float32) - zero) * scale
+    return y
+
+
+def test_full_model_converts_to_builtin_tflite_ops(tiny_model):
+    from mobile_export import tflite as tfl
+    arch, cfg, model = tiny_model
+    inference = arch.inference_model(cfg, model)
+    blob = tfl.convert(inference)
+    tfl.check_builtin(blob)
+    ops = set(tfl.op_names(blob))
+    assert {"ARG_MAX", "CONV_2D"} <= ops and not any(o.startswith("Flex") for o in ops)
+    x = np.random.default_rng(3).normal(size=(1, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(_run_tflite(blob, x), inference.predict(x, verbose=0), atol=1e-4)
+
+
+def test_decode_head_survives_full_int8():
+    """Maps → PIPDecode alone, calibrated on encoded faces: int8 decoding stays within a pixel of float."""
+    from mobile_export import tflite as tfl
+    h = w = 8
+    nb = P.resolve_neighbors(_tiny())
+    widths = (N, N, N, 10 * N, 10 * N)
+    maps_in = keras.Input((h, w, sum(widths)), batch_size=1)
+    parts = tf.split(maps_in, list(widths), axis=-1)
+    model = keras.Model(maps_in, P.PIPDecode(neighbors=nb.tolist())(parts))
+
+    def sample(seed):
+        rng = np.random.default_rng(seed)
+        t = pip_targets(_faces(1, seed), h, w, nb)
+        maps = [t[k].numpy() for k in ("score", "offset_x", "offset_y", "neighbor_x", "neighbor_y")]
+        maps[0] = maps[0] * 0.8 + rng.uniform(0, 0.2, maps[0].shape)  # a trained net's peaked, noisy scores
+        return np.concatenate(maps, -1).astype("float32")
+
+    blob = tfl.convert(model, "int8", representative=lambda: [sample(s) for s in range(16)])
+    tfl.check_builtin(blob)
+    for seed in (100, 101, 102):
+        x = sample(seed)
+        ref = model.predict(x, verbose=0)
+        got = _run_tflite(blob, x)
+        assert np.abs(got - ref).max() * 256 < 1.5  # pixels of a 256 crop
