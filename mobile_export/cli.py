@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the parity gate (the summary still reports parity); for exporting models that are "
                         "known to differ, e.g. random-init smoke tests")
     p.add_argument("--name", metavar="STEM",
-                   help="file stem (default: <model name>_<quantize>)")
+                   help="file stem (default: <model>_<quantize> for TFLite, <model>_coreml_<fp16|int8w|palN> for "
+                        "CoreML; with --target all the CoreML files get STEM_coreml)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: exports/<model name>)")
     p.add_argument("--force", action="store_true", help="replace existing files in --out")
@@ -105,7 +106,8 @@ def run(args) -> list:
     out = args.out or os.path.join("exports", loaded.name)
     targets = ("tflite", "coreml") if args.target == "all" else (args.target,)
     jobs = [export_lib.Job(target=t, quantize=args.quantize, io_dtype=args.io_dtype, palettize=args.palettize,
-                           stem=args.name or export_lib.default_stem(loaded.name, t, args.quantize, args.palettize))
+                           stem=_stem(args.name, t, len(targets)) if args.name
+                           else export_lib.default_stem(loaded.name, t, args.quantize, args.palettize))
             for t in targets]
     export_lib.check_destinations(out, jobs, args.force)
     faces = export_lib.Faces(loaded.config.input, calibration=args.calibration, calibration_size=args.calibration_size,
@@ -117,6 +119,12 @@ def run(args) -> list:
         print(export_lib.format_summary(summary))
         summaries.append(summary)
     return summaries
+
+
+def _stem(name: str, target: str, count: int) -> str:
+    if os.sep in name or "/" in name:
+        raise ValueError(f"--name: a file stem, not a path (use --out for the folder), got '{name}'")
+    return name + "_coreml" if target == "coreml" and count > 1 else name
 
 
 if __name__ == "__main__":  # pragma: no cover

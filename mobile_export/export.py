@@ -9,12 +9,13 @@ import dataclasses
 import importlib
 import json
 import os
+import shutil
 import tempfile
 from typing import Optional
 
 import numpy as np
 
-from tfalign.io import atomic_path, atomic_write, atomic_write_json
+from tfalign.io import atomic_path
 from tfalign.runtime import METADATA_NAME, LandmarkModel, contract_path_for
 
 WEIGHTS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tfalign", "weights")
@@ -51,8 +52,12 @@ class Job:
 
 
 def default_stem(name: str, target: str, quantize: str, palettize: Optional[int] = None) -> str:
-    stem = f"{name}_{quantize if quantize != 'none' else 'float32'}"
-    return stem + (f"_pal{palettize}" if target == "coreml" and palettize else "")
+    """``<name>_<float32|float16|dynamic|int8>`` for TFLite; ``<name>_coreml_<fp16|int8w|palN>`` for CoreML, so the
+    two targets' contracts (``<stem>.contract.json``) never collide."""
+    if target == "tflite":
+        return f"{name}_{quantize if quantize != 'none' else 'float32'}"
+    kind = f"pal{palettize}" if palettize else ("int8w" if quantize in ("int8", "dynamic") else "fp16")
+    return f"{name}_coreml_{kind}"
 
 
 def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
@@ -172,24 +177,32 @@ def export(loaded: LoadedModel, job: Job, out: str, faces: Faces, force: bool = 
 
 
 def _write_all(paths: dict, artefact, contract: dict, summary: dict, force: bool) -> None:
-    """Write contract, summary, then the model, each atomically; undo the new ones if a later write fails."""
-    os.makedirs(os.path.dirname(os.path.abspath(paths["model"])), exist_ok=True)
-    written = []
-    try:
-        atomic_write_json(paths["contract"], contract, overwrite=force)
-        written.append(paths["contract"])
-        atomic_write_json(paths["summary"], summary, overwrite=force)
-        written.append(paths["summary"])
+    """Stage contract, summary and model as temporary files beside their targets, then rename them into place.
+
+    Any failure while staging leaves every destination untouched (old files included); the renames at the end
+    are the only steps that touch the destinations. The model is renamed first and the contract last, so a
+    reader that finds a contract finds its model.
+    """
+    with atomic_path(paths["contract"], overwrite=force) as tmp_contract, \
+            atomic_path(paths["summary"], overwrite=force) as tmp_summary, \
+            atomic_path(paths["model"], overwrite=force) as tmp_model:
+        for tmp, obj in ((tmp_contract, contract), (tmp_summary, summary)):
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(obj, fh, indent=2)
+                fh.write("\n")
         if isinstance(artefact, (bytes, bytearray)):
-            atomic_write(paths["model"], artefact, overwrite=force)
-        else:  # a CoreML model: save the package into the temporary path, then rename
-            with atomic_path(paths["model"], overwrite=force) as tmp:
-                artefact.save(tmp)
-    except BaseException:
-        for path in written:
-            if os.path.exists(path):
-                os.unlink(path)
-        raise
+            with open(tmp_model, "wb") as fh:
+                fh.write(artefact)
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:  # a CoreML model: coremltools insists on the .mlpackage extension
+            staged = tmp_model + ".mlpackage"
+            try:
+                artefact.save(staged)
+                os.replace(staged, tmp_model)
+            finally:
+                if os.path.exists(staged):
+                    shutil.rmtree(staged, ignore_errors=True)
 
 
 def _tflite(loaded: LoadedModel, job: Job, faces: Faces, license, threads: int):
@@ -234,7 +247,7 @@ def _coreml(loaded: LoadedModel, job: Job, faces: Faces, license):
     spec = loaded.config.input
     info = _model_info(loaded, job, license)
     mlmodel, contract = coreml.convert(loaded.inference, spec, info, quantize=job.quantize, palettize=job.palettize)
-    check = coreml.verify(mlmodel, loaded.inference, contract)
+    check = coreml.verify(mlmodel, loaded.inference, contract, job.palettize)
     summary = {
         "model": loaded.name, "architecture": loaded.architecture, "weights": loaded.weights,
         "target": "coreml", "quantize": job.quantize, "palettize": job.palettize,
@@ -272,7 +285,8 @@ def format_summary(s: dict) -> str:
     if "coreml_ops" in s:
         hist = ", ".join(f"{k} {v}" for k, v in s["coreml_ops"].items())
         lines.append(f"  MIL ops       {hist}")
-        lines.append(f"  weights check max |Δ| {s['weights_max_abs_diff']:.3g} vs Keras")
+        lines.append(f"  weights check {s['weights_checked']} Keras kernels found ({s['weights_folded']} with BN folded), "
+                     f"max relative error {s['weights_max_rel_err']:.3g} (tol {s['weights_tolerance']:g})")
     p = s.get("parity")
     if p:
         verdict = "PASS" if p["passed"] else "FAIL"
