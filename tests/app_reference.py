@@ -7,9 +7,10 @@ here line for line; both read the vectors this file writes, so the three agree b
 * ``tests/golden/app_cases.json`` — contract variants with face box → crop window, raw output tensors → image
   points, a small image → model input tensor, and latency samples → percentiles.
 
-Conventions (DEVELOPERS.md): pixel centres at integer coordinates; crop side = scale × max(w, h) of the face box,
-centre = box centre + (shift_x, shift_y) × side; ``origin: "edge"`` means u = (i + 0.5) / W for crop pixel i, and
-``origin: "center"`` means u = i / W (0 at the first pixel's centre), so u_edge = u_center + 0.5 / W.
+Conventions (DEVELOPERS.md, schemas/contract.schema.json): pixel centres at integer coordinates; crop side =
+scale × max(w, h) of the face box, centre = box centre + (shift_x, shift_y) × side; ``origin: "edge"`` means
+u = (i + 0.5) / W for crop pixel i, ``origin: "center"`` means 0 at the first pixel's centre, u_edge = u_center + 0.5 / W
+(as tfalign.runtime decodes it).
 
 Regenerate after a deliberate change with ``python tests/app_reference.py --write``; tests/test_android_demo.py
 fails while the committed files differ from what this file generates.
@@ -22,10 +23,12 @@ import json
 import math
 import pathlib
 import sys
+import types
 
 import numpy as np
 
 GOLDEN = pathlib.Path(__file__).resolve().parent / "golden"
+sys.path.insert(0, str(GOLDEN.parents[1]))  # run as a script from anywhere: the package is in the repo root
 ONE_EURO_FILE = GOLDEN / "one_euro.json"
 APP_CASES_FILE = GOLDEN / "app_cases.json"
 
@@ -145,77 +148,89 @@ def _one_euro_cases():
 
 
 # --- contract math ------------------------------------------------------------------------------------------------
+# The crop window, normalisation, quantization and decoding are the Python package's own functions
+# (tfalign.data.geometry, tfalign.runtime), so the vectors are what the package does. Only the resampling is
+# re-implemented: cv2.warpAffine rounds sub-pixel positions to 1/32 pixel, the apps compute exact bilinear weights;
+# tests/test_android_demo.py bounds the difference.
 
-def _per_channel(value, channels, field):
-    v = np.atleast_1d(np.asarray(value, np.float64))
-    if v.size == 1:
-        return np.repeat(v, channels)
-    if v.size != channels:
-        raise ValueError(f"{field}: {v.size} values for {channels} channels")
-    return v
+def _spec(contract):
+    from tfalign.runtime import contract_spec
+    return contract_spec(contract)
 
 
-def crop_window(box, crop):
+def crop_window(box, contract):
     """Face box (x, y, w, h) → crop window (cx, cy, side) in image pixels."""
-    x, y, w, h = box
-    side = crop["scale"] * max(w, h)
-    return (x + 0.5 * w + crop.get("shift_x", 0.0) * side, y + 0.5 * h + crop.get("shift_y", 0.0) * side, side)
-
-
-def crop_to_image(u, v, window, out_w, out_h, origin):
-    """Normalised crop coordinates → image pixel coordinates."""
-    if origin == "center":
-        u, v = u + 0.5 / out_w, v + 0.5 / out_h
-    cx, cy, side = window
-    return cx + (u - 0.5) * side, cy + (v - 0.5) * side
+    from tfalign.data import geometry
+    spec = _spec(contract)
+    return geometry.square_crop(box, spec.crop_scale, (spec.shift_x, spec.shift_y))
 
 
 def decode(raw, contract, window):
-    out = next(o for o in contract["outputs"] if o["kind"] == "landmarks")
-    raw = np.asarray(raw, np.float64).reshape(-1)
-    if out["dtype"] in ("int8", "uint8"):
-        raw = (raw - out["zero_point"]) * out["scale"]
-    uv = raw.reshape(-1, 2)
-    x, y = crop_to_image(uv[:, 0], uv[:, 1], window, contract["input"]["width"], contract["input"]["height"],
-                         out["origin"])
-    return np.stack([x, y], -1)
+    """Raw landmark tensor values → image pixel points [N, 2], the way tfalign.runtime.LandmarkModel.predict does."""
+    from tfalign.data import geometry
+    from tfalign.runtime import dequantize_landmarks, landmark_output
+    out = landmark_output(contract)
+    spec = _spec(contract)
+    points = dequantize_landmarks(np.asarray(raw, _NP[out["dtype"]]).reshape(out["shape"]), out)
+    if out["origin"] == "center":
+        points = points + 0.5 / np.array([spec.width, spec.height], np.float32)
+    affine = geometry.crop_affine(window[:2], window[2], spec.height, spec.width)
+    return geometry.points_to_image(points, affine, spec)
 
 
-def _sample(img, x, y, interpolation):
-    """Sample image [H, W, C] (0..255) at (x, y), pixel centres at integers, zero outside (cv2 BORDER_CONSTANT)."""
-    h, w, _ = img.shape
+_NP = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8}
 
-    def px(ix, iy):
-        if 0 <= ix < w and 0 <= iy < h:
-            return img[iy, ix].astype(np.float64)
-        return np.zeros(img.shape[2])
 
-    if interpolation == "nearest":
-        return px(int(math.floor(x + 0.5)), int(math.floor(y + 0.5)))
-    x0, y0 = int(math.floor(x)), int(math.floor(y))
-    fx, fy = x - x0, y - y0
-    return ((1 - fx) * (1 - fy) * px(x0, y0) + fx * (1 - fy) * px(x0 + 1, y0)
-            + (1 - fx) * fy * px(x0, y0 + 1) + fx * fy * px(x0 + 1, y0 + 1))
+def sample_crop(image_rgb, contract, window):
+    """uint8 RGB crop [height, width, 3]: exact bilinear weights, pixel centres at integers, ``crop.border`` outside
+    the image, rounded half to even like OpenCV's saturate_cast."""
+    inp, crop = contract["input"], contract["crop"]
+    out_h, out_w = inp["height"], inp["width"]
+    cx, cy, side = window
+    border = float(crop.get("border", 0.0))
+    h, w, _ = image_rgb.shape
+    img = image_rgb.astype(np.float64)
+    out = np.zeros((out_h, out_w, 3))
+    for i in range(out_h):
+        y = cy + (i + 0.5 - out_h / 2) * side / out_h
+        for j in range(out_w):
+            x = cx + (j + 0.5 - out_w / 2) * side / out_w
+            x0, y0 = math.floor(x), math.floor(y)
+            fx, fy = x - x0, y - y0
+            acc = np.zeros(3)
+            for dx, dy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy),
+                               (1, 1, fx * fy)):
+                ix, iy = x0 + dx, y0 + dy
+                acc += wt * (img[iy, ix] if 0 <= ix < w and 0 <= iy < h else border)
+            out[i, j] = acc
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def gray(crop_rgb):
+    """BT.601 luma rounded half to even. OpenCV's RGB2GRAY uses fixed-point weights and differs by 1 level on a
+    fraction of a percent of pixels; the apps use this exact formula."""
+    c = crop_rgb.astype(np.float64)
+    return np.rint(0.299 * c[..., 0] + 0.587 * c[..., 1] + 0.114 * c[..., 2]).astype(np.uint8)[..., None]
 
 
 def preprocess(image_rgb, contract, window):
-    """RGB uint8 image [H, W, 3] → model input [height, width, channels] (float32 values or quantized ints)."""
+    """RGB uint8 image → model input values [height, width, channels]: floats, or the integers to store."""
+    from tfalign.data import geometry
     inp = contract["input"]
-    out_h, out_w, ch = inp["height"], inp["width"], inp["channels"]
-    cx, cy, side = window
-    interp = contract["crop"].get("interpolation", "bilinear")
-    out = np.zeros((out_h, out_w, ch))
-    for i in range(out_h):
-        for j in range(out_w):
-            x = cx + (j + 0.5 - out_w / 2) * side / out_w
-            y = cy + (i + 0.5 - out_h / 2) * side / out_h
-            rgb = _sample(image_rgb, x, y, interp)
-            out[i, j] = [0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]] if inp["color"] == "GRAY" else rgb
-    x = (out - _per_channel(inp["mean"], ch, "mean")) / _per_channel(inp["std"], ch, "std")
+    crop = sample_crop(image_rgb, contract, window)
+    if inp["color"] == "GRAY":
+        crop = gray(crop)
+    if inp.get("normalization", "client") == "model":  # CoreML image input: raw pixels, the model normalises
+        return crop.astype(np.float64)
+    # channels=3 tells geometry.normalize not to convert again: the crop is already in the model's colour.
+    x = geometry.normalize(crop, types.SimpleNamespace(channels=3, mean=inp["mean"], std=inp["std"]))
     if inp["dtype"] in ("int8", "uint8"):
-        lo, hi = (-128, 127) if inp["dtype"] == "int8" else (0, 255)
-        return np.clip(np.rint(x / inp["scale"]) + inp["zero_point"], lo, hi)
-    return x
+        info = np.iinfo(_NP[inp["dtype"]])
+        return np.clip(np.round(x / np.float32(inp["scale"])) + inp["zero_point"], info.min, info.max
+                       ).astype(np.float64)
+    if inp["dtype"] == "float16":
+        return x.astype(np.float16).astype(np.float64)
+    return x.astype(np.float64)
 
 
 def percentile(values, q):
@@ -224,12 +239,13 @@ def percentile(values, q):
 
 
 BASE_CONTRACT = {
-    "format_version": 1,
+    "format_version": "1.0",
     "scheme": {"name": "mtfl_5", "num_points": 5,
                "point_names": ["left_eye", "right_eye", "nose", "left_mouth", "right_mouth"]},
-    "input": {"name": "image", "index": 0, "height": 6, "width": 6, "channels": 3, "color": "RGB",
-              "dtype": "float32", "mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]},
-    "crop": {"scale": 1.25, "shift_x": 0.0, "shift_y": 0.05, "interpolation": "bilinear"},
+    "input": {"name": "image", "index": 0, "shape": [1, 6, 6, 3], "height": 6, "width": 6, "channels": 3,
+              "color": "RGB", "dtype": "float32", "mean": 127.5, "std": 127.5, "normalization": "client"},
+    "crop": {"box": "landmarks_tight", "scale": 1.25, "shift_x": 0.0, "shift_y": 0.05, "interpolation": "bilinear",
+             "border": 0.0},
     "outputs": [{"kind": "landmarks", "index": 0, "name": "landmarks", "shape": [1, 5, 2],
                  "layout": "xy_normalized", "origin": "edge", "dtype": "float32"}],
 }
@@ -247,35 +263,40 @@ def _variant(name, **patch):
 
 
 def _app_cases():
+    from tfalign.runtime import validate_contract
     rng = np.random.default_rng(7)
     variants = [
         _variant("float_rgb_edge"),
-        _variant("float_rgb_center_shifted", crop__shift_x=-0.1, crop__shift_y=0.2,
-                 outputs__0__origin="center", input__mean=[120.0, 110.0, 100.0], input__std=[60.0, 58.0, 57.0]),
+        _variant("float_rgb_center_shifted", crop__shift_x=-0.1, crop__shift_y=0.2, crop__border=40.0,
+                 outputs__0__origin="center", input__mean=120.0, input__std=58.0),
         _variant("int8_io", input__dtype="int8", input__scale=0.0078125, input__zero_point=0,
-                 outputs__0__dtype="int8", outputs__0__scale=0.00390625, outputs__0__zero_point=-128,
-                 outputs__0__shape=[1, 10]),
-        _variant("uint8_gray_nearest", input__dtype="uint8", input__channels=1, input__color="GRAY",
-                 input__mean=0.0, input__std=1.0, input__scale=1.0, input__zero_point=0,
-                 crop__interpolation="nearest", outputs__0__dtype="uint8", outputs__0__scale=0.005,
+                 outputs__0__dtype="int8", outputs__0__scale=0.00390625, outputs__0__zero_point=-128),
+        _variant("uint8_gray_center", input__dtype="uint8", input__channels=1, input__color="GRAY",
+                 input__shape=[1, 6, 6, 1], input__mean=0.0, input__std=1.0, input__scale=1.0,
+                 input__zero_point=0, outputs__0__dtype="uint8", outputs__0__scale=0.005,
                  outputs__0__zero_point=10, outputs__0__origin="center"),
+        _variant("float16_input", input__dtype="float16"),
+        _variant("coreml_image_input", input__dtype="uint8", input__normalization="model", input__mean=127.5,
+                 input__std=127.5),
     ]
     image = rng.integers(0, 256, size=(9, 11, 3)).astype(np.uint8)
     boxes = [[3.0, 2.0, 4.0, 5.0], [-2.5, 4.25, 6.0, 3.0]]
     cases = []
     for name, contract in variants:
+        validate_contract(contract, f"app case {name}")
         out = contract["outputs"][0]
         n = contract["scheme"]["num_points"]
-        if out["dtype"] == "float32":
-            raw = rng.uniform(-0.1, 1.1, 2 * n).round(6)
+        if out["dtype"].startswith("float"):
+            raw = rng.uniform(-0.1, 1.1, 2 * n).astype(_NP[out["dtype"]]).astype(np.float64)
         else:
-            lo, hi = (-128, 127) if out["dtype"] == "int8" else (0, 255)
-            raw = rng.integers(lo, hi + 1, 2 * n)
+            info = np.iinfo(_NP[out["dtype"]])
+            raw = rng.integers(info.min, info.max + 1, 2 * n).astype(np.float64)
         for b, box in enumerate(boxes):
-            window = crop_window(box, contract["crop"])
+            window = crop_window(box, contract)
             cases.append({
                 "name": f"{name}/box{b}", "contract": contract, "box": box, "expected_window": list(window),
-                "raw_output": raw.tolist(), "expected_points": decode(raw, contract, window).tolist(),
+                "raw_output": raw.tolist(), "expected_points": np.asarray(decode(raw, contract, window),
+                                                                          np.float64).tolist(),
                 "expected_input": preprocess(image, contract, window).reshape(-1).tolist(),
             })
     samples = rng.gamma(4.0, 2.0, 37).round(4).tolist()
@@ -284,14 +305,23 @@ def _app_cases():
                           "p95_ms": percentile(samples, 95), "p99_ms": percentile(samples, 99),
                           "mean_ms": float(np.mean(samples)), "min_ms": float(np.min(samples)),
                           "max_ms": float(np.max(samples))}}
+    # float16 tensors: float32 value → IEEE half bits (round to nearest even), as numpy's astype(float16).
+    f32 = np.concatenate([np.array([0.0, -0.0, 1.0, 65504.0, 65519.99, 65520.0, 1e-8, 2.0 ** -25, 3 * 2.0 ** -26,
+                                    2.0 ** -24, 6.0e-5, 6.1e-5, -2.5, 0.1, 1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11,
+                                    np.inf, -np.inf]),
+                          rng.normal(0, 3, 20), rng.uniform(-1e-4, 1e-4, 10)]).astype(np.float32)
+    half = {"float32_bits": f32.view(np.uint32).tolist(), "float16_bits": f32.astype(np.float16).view(np.uint16).tolist()}
     return {
         "description": "Contract math test vectors for the demo apps (crop window, preprocessing, output decoding, "
-                       "latency percentiles). Generated by tests/app_reference.py.",
+                       "latency percentiles), computed with tfalign.data.geometry / tfalign.runtime. Generated by "
+                       "tests/app_reference.py. Points are float32 (as tfalign computes them); input values are "
+                       "floats or, for integer tensors, the integers to store.",
         "image": {"height": image.shape[0], "width": image.shape[1], "channels": 3,
                   "rgb": image.reshape(-1).tolist()},
-        "tolerance": {"window": 1e-9, "points": 1e-6, "input_float": 1e-4, "input_quantized": 0, "stats": 1e-9},
+        "tolerance": {"window": 1e-9, "points": 1e-4, "input_float": 1e-5, "input_quantized": 0, "stats": 1e-9},
         "cases": cases,
         "stats": stats,
+        "float16": half,
     }
 
 
@@ -317,7 +347,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite the golden files (atomically)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(GOLDEN.parents[1]))
     from tfalign.io import atomic_write
     for path, obj in generate().items():
         if args.write:

@@ -57,7 +57,7 @@ class BenchmarkFailure(val config: RuntimeConfig, val error: String)
 class BenchmarkRunner(private val clockNanos: () -> Long = { System.nanoTime() }) {
     fun run(
         plan: BenchmarkPlan,
-        open: (RuntimeConfig) -> BenchmarkSession,
+        openSession: (RuntimeConfig) -> BenchmarkSession,
         progress: (done: Int, total: Int, config: RuntimeConfig) -> Unit = { _, _, _ -> }
     ): Pair<List<BenchmarkResult>, List<BenchmarkFailure>> {
         val results = ArrayList<BenchmarkResult>()
@@ -65,7 +65,7 @@ class BenchmarkRunner(private val clockNanos: () -> Long = { System.nanoTime() }
         plan.configs.forEachIndexed { i, config ->
             progress(i, plan.configs.size, config)
             try {
-                results.add(runOne(plan, config, open))
+                results.add(runOne(plan, config, openSession))
             } catch (e: Exception) {
                 failures.add(BenchmarkFailure(config, e.message ?: e.javaClass.simpleName))
             }
@@ -76,10 +76,10 @@ class BenchmarkRunner(private val clockNanos: () -> Long = { System.nanoTime() }
 
     private fun ms(t0: Long) = (clockNanos() - t0) / 1e6
 
-    private fun runOne(plan: BenchmarkPlan, config: RuntimeConfig, open: (RuntimeConfig) -> BenchmarkSession):
+    private fun runOne(plan: BenchmarkPlan, config: RuntimeConfig, openSession: (RuntimeConfig) -> BenchmarkSession):
             BenchmarkResult {
         var t0 = clockNanos()
-        val session = open(config)
+        val session = openSession(config)
         val initMs = ms(t0)
         // try/finally rather than `use`: AutoCloseable.use needs kotlin-stdlib-jdk7, which a bare kotlinc lacks.
         try {

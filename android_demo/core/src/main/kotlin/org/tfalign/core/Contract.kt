@@ -6,9 +6,10 @@ import java.io.File
 class ContractException(message: String) : IllegalArgumentException(message)
 
 enum class DType(val json: String, val bytes: Int) {
-    FLOAT32("float32", 4), INT8("int8", 1), UINT8("uint8", 1);
+    FLOAT32("float32", 4), FLOAT16("float16", 2), INT8("int8", 1), UINT8("uint8", 1);
 
-    val quantized: Boolean get() = this != FLOAT32
+    /** Integer tensors carry scale / zero_point; float16 is stored as IEEE half and needs no dequantization. */
+    val quantized: Boolean get() = this == INT8 || this == UINT8
     val minQ: Int get() = if (this == INT8) -128 else 0
     val maxQ: Int get() = if (this == INT8) 127 else 255
 
@@ -23,23 +24,26 @@ enum class DType(val json: String, val bytes: Int) {
 /** Where normalised coordinate 0 lies: the crop's left/top edge, or the first pixel's centre. */
 enum class Origin(val json: String) { EDGE("edge"), CENTER("center") }
 
-enum class Interpolation { BILINEAR, NEAREST }
-
 class SchemeInfo(val name: String, val numPoints: Int, val pointNames: List<String>)
 
 /**
- * Model input: `x = (pixel_0_255 - mean) / std` per channel and, for quantized inputs,
- * `q = round(x / scale) + zeroPoint` (round half to even, as NumPy does), clamped to the dtype's range.
+ * Model input: `x = (pixel_0_255 - mean) / std` and, for integer inputs, `q = round(x / scale) + zeroPoint`
+ * (round half to even, as NumPy does), clamped to the dtype's range. With [modelNormalizes] (CoreML image inputs,
+ * `normalization: "model"`) the client writes the raw 0-255 pixels and the model applies mean/std itself.
  */
 class InputSpec(
     val index: Int, val name: String?, val height: Int, val width: Int, val channels: Int, val gray: Boolean,
-    val dtype: DType, val mean: DoubleArray, val std: DoubleArray, val scale: Double, val zeroPoint: Int
+    val dtype: DType, val mean: Double, val std: Double, val scale: Double, val zeroPoint: Int,
+    val modelNormalizes: Boolean
 ) {
     val byteSize: Int get() = height * width * channels * dtype.bytes
 }
 
-/** Crop: side = scale × max(w, h) of the face box, centre = box centre + (shiftX, shiftY) × side. */
-class CropSpec(val scale: Double, val shiftX: Double, val shiftY: Double, val interpolation: Interpolation)
+/**
+ * Crop: side = scale × max(w, h) of the face box (the tight box of the scheme's points), centre = box centre +
+ * (shiftX, shiftY) × side, resampled bilinearly; pixels outside the image read as [border] (0-255).
+ */
+class CropSpec(val scale: Double, val shiftX: Double, val shiftY: Double, val border: Double)
 
 /** Landmark output tensor: `xy_normalized` = x0, y0, x1, y1, ... in [0, 1] of the crop; dequantised as (q - zp) × scale. */
 class OutputSpec(
@@ -59,11 +63,8 @@ class ModelContract(
     val landmarks: OutputSpec, val raw: Map<*, *>
 ) {
     companion object {
-        /** Contract format versions this code reads. */
-        const val SUPPORTED_FORMAT_VERSION = 1
-        private val INTERPOLATIONS = mapOf(
-            "bilinear" to Interpolation.BILINEAR, "linear" to Interpolation.BILINEAR,
-            "nearest" to Interpolation.NEAREST)
+        /** Contract major version this code reads ("1.x": minor versions only add optional fields). */
+        const val SUPPORTED_MAJOR_VERSION = 1
 
         fun load(file: File): ModelContract {
             if (!file.isFile) throw ContractException("${file.path}: contract file not found")
@@ -74,10 +75,12 @@ class ModelContract(
             val json = Json.parse(text, source)
             val root = JsonNode(json, source, "")
             if (json !is Map<*, *>) throw ContractException("$source: a contract must be a JSON object")
-            val version = root["format_version"].int()
-            if (version != SUPPORTED_FORMAT_VERSION) {
-                throw ContractException("$source: format_version is $version; this app reads format_version " +
-                        "$SUPPORTED_FORMAT_VERSION (update the app, or export with a matching tfalign)")
+            val versionText = root["format_version"].string()
+            val version = Regex("^([0-9]+)\\.[0-9]+$").find(versionText)?.groupValues?.get(1)?.toInt()
+                    ?: throw ContractException("$source: format_version is \"$versionText\"; expected \"major.minor\"")
+            if (version != SUPPORTED_MAJOR_VERSION) {
+                throw ContractException("$source: format_version is \"$versionText\"; this app reads " +
+                        "$SUPPORTED_MAJOR_VERSION.x (update the app, or export with a matching tfalign)")
             }
             val scheme = parseScheme(root["scheme"])
             val input = parseInput(root["input"])
@@ -101,15 +104,6 @@ class ModelContract(
             return SchemeInfo(n["name"].string(), count, names)
         }
 
-        private fun perChannel(n: JsonNode, channels: Int): DoubleArray {
-            val v = if (n.value is List<*>) n.doubles() else DoubleArray(1) { n.double() }
-            if (v.size == 1) return DoubleArray(channels) { v[0] }
-            if (v.size != channels) {
-                throw ContractException("${n.source}: ${n.path} has ${v.size} values for $channels channels")
-            }
-            return v
-        }
-
         private fun parseInput(n: JsonNode): InputSpec {
             val channels = n["channels"].int()
             val color = n["color"].oneOf("RGB", "GRAY")
@@ -118,21 +112,20 @@ class ModelContract(
                         "$channels (RGB needs 3, GRAY needs 1)")
             }
             val dtype = DType.parse(n["dtype"])
-            val std = perChannel(n["std"], channels)
-            std.forEachIndexed { i, s ->
-                if (!(s > 0.0)) throw ContractException("${n.source}: input.std[$i] must be > 0, got $s")
-            }
-            val scale = if (dtype.quantized) n["scale"].positiveDouble() else 1.0
-            val zp = if (dtype.quantized) n["zero_point"].int() else 0
+            val modelNormalizes = (n.opt("normalization")?.oneOf("client", "model") ?: "client") == "model"
+            val quantize = dtype.quantized && !modelNormalizes
             return InputSpec(n.opt("index")?.int() ?: 0, n.opt("name")?.string(), n["height"].positiveInt(),
-                    n["width"].positiveInt(), channels, color == "GRAY", dtype, perChannel(n["mean"], channels),
-                    std, scale, zp)
+                    n["width"].positiveInt(), channels, color == "GRAY", dtype, n["mean"].double(),
+                    n["std"].positiveDouble(), if (quantize) n["scale"].positiveDouble() else 1.0,
+                    if (quantize) n["zero_point"].int() else 0, modelNormalizes)
         }
 
         private fun parseCrop(n: JsonNode): CropSpec {
-            val interp = n.opt("interpolation")?.oneOf(*INTERPOLATIONS.keys.toTypedArray()) ?: "bilinear"
+            // Only the resampling and box tfalign trains with exist; a contract asking for others is refused.
+            n.opt("interpolation")?.oneOf("bilinear")
+            n.opt("box")?.oneOf("landmarks_tight")
             return CropSpec(n["scale"].positiveDouble(), n.opt("shift_x")?.double() ?: 0.0,
-                    n.opt("shift_y")?.double() ?: 0.0, INTERPOLATIONS.getValue(interp))
+                    n.opt("shift_y")?.double() ?: 0.0, n.opt("border")?.double() ?: 0.0)
         }
 
         private fun parseLandmarks(n: JsonNode, scheme: SchemeInfo): OutputSpec {
@@ -140,13 +133,14 @@ class ModelContract(
             val originName = n["origin"].oneOf(*Origin.values().map { it.json }.toTypedArray())
             val dtype = DType.parse(n["dtype"])
             val shape = n["shape"].ints()
-            val out = OutputSpec(n["index"].int(), n.opt("name")?.string(), shape,
+            val out = OutputSpec(n.opt("index")?.int() ?: 0, n.opt("name")?.string(), shape,
                     Origin.values().first { it.json == originName }, dtype,
                     if (dtype.quantized) n["scale"].positiveDouble() else 1.0,
                     if (dtype.quantized) n["zero_point"].int() else 0)
-            if (out.elements != 2 * scheme.numPoints) {
-                throw ContractException("${n.source}: ${n.path}.shape ${shape.joinToString(",", "[", "]")} holds " +
-                        "${out.elements} values; layout xy_normalized needs 2 × num_points = ${2 * scheme.numPoints}")
+            if (shape.size < 2 || shape[shape.size - 1] != 2 || shape[shape.size - 2] != scheme.numPoints ||
+                    out.elements != 2 * scheme.numPoints) {
+                throw ContractException("${n.source}: ${n.path}.shape ${shape.joinToString(", ", "[", "]")} must " +
+                        "be [1, num_points, 2] = [1, ${scheme.numPoints}, 2] for layout xy_normalized")
             }
             return out
         }

@@ -16,6 +16,7 @@ class LandmarkDecoder(private val output: OutputSpec, private val inputWidth: In
         for (k in 0 until output.elements) {
             out[k] = when (output.dtype) {
                 DType.FLOAT32 -> buffer.getFloat(4 * k).toDouble()
+                DType.FLOAT16 -> Half.toFloat(buffer.getShort(2 * k)).toDouble()
                 DType.INT8 -> buffer.get(k).toInt().toDouble()
                 DType.UINT8 -> (buffer.get(k).toInt() and 0xFF).toDouble()
             }

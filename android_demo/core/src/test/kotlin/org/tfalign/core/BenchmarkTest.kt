@@ -19,7 +19,7 @@ class BenchmarkTest {
 
     private val opened = ArrayList<FakeSession>()
 
-    private fun open(c: RuntimeConfig): BenchmarkSession {
+    private fun openFake(c: RuntimeConfig): BenchmarkSession {
         if (c.delegate == "gpu") throw IllegalStateException("GPU delegate not supported on this device")
         nowNs += 7_000_000L
         return FakeSession(if (c.threads == 4) 2.0 else 5.0).also { opened.add(it) }
@@ -27,7 +27,7 @@ class BenchmarkTest {
 
     private fun runPlan(): Pair<List<BenchmarkResult>, List<BenchmarkFailure>> {
         val plan = BenchmarkPlan.grid(listOf("xnnpack", "gpu", "nnapi"), listOf(1, 4), warmupRuns = 3, runs = 20)
-        return BenchmarkRunner { nowNs }.run(plan, ::open)
+        return BenchmarkRunner { nowNs }.run(plan, ::openFake)
     }
 
     @Test

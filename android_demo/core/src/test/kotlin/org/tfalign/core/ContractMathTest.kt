@@ -26,10 +26,26 @@ class ContractMathTest {
     }
 
     @Test
-    fun coversFloatAndQuantizedOutputs() {
-        val dtypes = cases.map { contract(it).landmarks.dtype }.toSet()
-        assertEquals(DType.values().toSet(), dtypes)
+    fun vectorsCoverEveryInputKindAndOutputDtype() {
+        assertEquals(DType.values().toSet(), cases.map { contract(it).input.dtype }.toSet())
+        assertEquals(setOf(DType.FLOAT32, DType.INT8, DType.UINT8), cases.map { contract(it).landmarks.dtype }.toSet())
         assertEquals(Origin.values().toSet(), cases.map { contract(it).landmarks.origin }.toSet())
+        assertEquals(setOf(true, false), cases.map { contract(it).input.modelNormalizes }.toSet())
+        assertEquals(setOf(true, false), cases.map { contract(it).input.gray }.toSet())
+    }
+
+    @Test
+    fun halfPrecisionMatchesNumpy() {
+        val h = golden["float16"]
+        val f32 = h["float32_bits"].list().map { java.lang.Float.intBitsToFloat(it.double().toLong().toInt()) }
+        val f16 = h["float16_bits"].ints()
+        for (k in f32.indices) {
+            val got = Half.fromFloat(f32[k]).toInt() and 0xffff
+            assertEquals("float16 of ${f32[k]}", f16[k], got)
+            val back = Half.toFloat(f16[k].toShort())
+            assertEquals("float of half ${f16[k]}", java.lang.Float.floatToIntBits(back),
+                    java.lang.Float.floatToIntBits(Half.toFloat(Half.fromFloat(back))))
+        }
     }
 
     @Test
@@ -81,11 +97,13 @@ class ContractMathTest {
             val got = DoubleArray(expected.size) {
                 when (k.input.dtype) {
                     DType.FLOAT32 -> buf.getFloat().toDouble()
+                    DType.FLOAT16 -> Half.toFloat(buf.getShort()).toDouble()
                     DType.INT8 -> buf.get().toInt().toDouble()
                     DType.UINT8 -> (buf.get().toInt() and 0xFF).toDouble()
                 }
             }
-            val t = if (k.input.dtype.quantized) tol["input_quantized"].double() else tol["input_float"].double()
+            val integers = k.input.dtype.quantized || k.input.modelNormalizes
+            val t = if (integers) tol["input_quantized"].double() else tol["input_float"].double()
             assertArrayClose("${c["name"].string()} input", expected.toList(), got, t)
         }
     }

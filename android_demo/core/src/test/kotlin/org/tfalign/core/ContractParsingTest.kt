@@ -56,8 +56,35 @@ class ContractParsingTest {
 
     @Test
     fun newerFormatVersionIsRefused() {
-        val m = base(); m["format_version"] = 2
-        expectError(m, "format_version is 2")
+        val m = base(); m["format_version"] = "2.0"
+        expectError(m, "format_version is \"2.0\"", "1.x")
+    }
+
+    @Test
+    fun minorVersionsAreRead() {
+        val m = base(); m["format_version"] = "1.7"
+        assertEquals(1, ModelContract.parse(Json.write(m), "x.json").formatVersion)
+    }
+
+    @Test
+    fun malformedVersionIsRefused() {
+        val m = base(); m["format_version"] = "1"
+        expectError(m, "format_version", "major.minor")
+    }
+
+    @Test
+    fun onlyBilinearCropsAreAccepted() {
+        val m = base(); m.sub("crop")["interpolation"] = "nearest"
+        expectError(m, "crop.interpolation", "\"bilinear\"")
+    }
+
+    @Test
+    fun modelNormalizedImageInputNeedsNoQuantization() {
+        val m = base()
+        val inp = m.sub("input")
+        inp["dtype"] = "uint8"; inp["normalization"] = "model"; inp.remove("scale"); inp.remove("zero_point")
+        val k = ModelContract.parse(Json.write(m), "x.mlpackage.json")
+        assertTrue(k.input.modelNormalizes)
     }
 
     @Test
@@ -74,8 +101,8 @@ class ContractParsingTest {
 
     @Test
     fun outputShapeMustHoldAllPoints() {
-        val m = base(); m.output0()["shape"] = listOf(1, 8)
-        expectError(m, "outputs[0].shape", "2 × num_points = 10")
+        val m = base(); m.output0()["shape"] = listOf(1, 10)
+        expectError(m, "outputs[0].shape", "[1, 5, 2]")
     }
 
     @Test
