@@ -1,0 +1,130 @@
+"""mobile_export.tflite: builtin-only conversion, the four quantization modes, metadata, int8 policy."""
+import numpy as np
+import pytest
+
+from tests import export_helpers as H
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return H.tiny()
+
+
+@pytest.fixture(scope="module")
+def calib(tiny):
+    from mobile_export.conformance import crops
+    _, config, _ = tiny
+    return crops(H.synthetic(8, config, seed=0), config.input)[0]
+
+
+def _interp(data):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=data)
+    it.allocate_tensors()
+    return it
+
+
+@pytest.mark.parametrize("mode", ["none", "float16", "dynamic", "int8"])
+def test_every_mode_converts_to_builtin_ops_with_static_batch_one(tiny, calib, mode):
+    from mobile_export import tflite
+    _, config, model = tiny
+    data = tflite.convert(model, mode, lambda: iter(calib), "int8")
+    it = _interp(data)
+    assert list(it.get_input_details()[0]["shape"]) == [1, 32, 32, 3]
+    assert list(it.get_output_details()[0]["shape"]) == [1, 68, 2]
+    info = tflite.inspect(data)
+    assert info["ops"]["CONV_2D"] == 2
+    assert not any(k.startswith("CUSTOM") for k in info["ops"])
+    assert it.get_input_details()[0]["dtype"] == (np.int8 if mode == "int8" else np.float32)
+
+
+def test_float_sizes_shrink_with_quantization(tiny, calib):
+    from mobile_export import tflite
+    _, _, model = tiny
+    sizes = {m: len(tflite.convert(model, m, lambda: iter(calib))) for m in ("none", "float16", "dynamic")}
+    assert sizes["float16"] < sizes["none"] and sizes["dynamic"] < sizes["none"]
+
+
+@pytest.mark.parametrize("io_dtype", ["int8", "uint8"])
+def test_int8_keeps_the_spatial_softmax_float_and_quantizes_the_convolutions(tiny, calib, io_dtype):
+    from mobile_export import tflite
+    _, _, model = tiny
+    data = tflite.convert(model, "int8", lambda: iter(calib), io_dtype)
+    it = _interp(data)
+    assert it.get_input_details()[0]["dtype"] == np.dtype(io_dtype)
+    scale, _ = it.get_input_details()[0]["quantization"]
+    assert scale > 0
+    info = tflite.inspect(data)
+    float_kinds = {f.split()[0] for f in info["float_ops"]}
+    assert "SOFTMAX" in float_kinds and "CONV_2D" not in float_kinds
+    assert 0.0 < info["int8_coverage"] < 1.0
+    # the landmark output comes from a float layer: it stays float32 rather than an 8-bit grid
+    assert it.get_output_details()[0]["dtype"] == np.float32
+
+
+def test_sum_normalised_soft_argmax_is_fully_quantized(calib):
+    from mobile_export import tflite
+    _, _, model = H.tiny("sum")
+    data = tflite.convert(model, "int8", lambda: iter(calib))
+    info = tflite.inspect(data)
+    assert "SOFTMAX" not in info["ops"]
+    assert _interp(data).get_output_details()[0]["dtype"] == np.int8
+
+
+def test_keeps_float_policy_is_by_layer_type_with_an_override():
+    from mobile_export.tflite import keeps_float
+    from tfalign.layers import SoftArgmax, SpatialSoftmax
+    assert keeps_float(SoftArgmax("softmax")) and keeps_float(SpatialSoftmax())
+    assert not keeps_float(SoftArgmax("sum"))
+    layer = SoftArgmax("sum")
+    layer.keep_float_in_int8 = True
+    assert keeps_float(layer)
+
+
+def test_flex_op_is_refused_naming_the_op_and_the_layer(tiny):
+    from mobile_export import tflite
+    from tfalign._keras import keras, layers, tf
+
+    class CropResize(layers.Layer):
+        def call(self, x):
+            return tf.image.crop_and_resize(x, [[0.0, 0.0, 1.0, 1.0]], [0], [8, 8])
+
+    inp = keras.Input((16, 16, 3), name="image")
+    x = layers.Conv2D(4, 3, padding="same", name="c")(inp)
+    model = keras.Model(inp, CropResize(name="face_cropper")(x))
+    with pytest.raises(tflite.ExportError) as err:
+        tflite.convert(model)
+    assert "CropAndResize" in str(err.value) and "face_cropper" in str(err.value)
+
+
+def test_bad_arguments_name_the_flag(tiny):
+    from mobile_export import tflite
+    _, _, model = tiny
+    with pytest.raises(ValueError, match="--quantize"):
+        tflite.convert(model, "int4")
+    with pytest.raises(ValueError, match="--io-dtype"):
+        tflite.convert(model, "int8", lambda: iter([]), "int16")
+    with pytest.raises(ValueError, match="calibration"):
+        tflite.convert(model, "int8", None)
+
+
+def test_metadata_round_trip_and_replacement(tiny):
+    from mobile_export import tflite
+    from tfalign.runtime import read_tflite_metadata
+    _, _, model = tiny
+    data = tflite.convert(model)
+    assert read_tflite_metadata(data) is None
+    once = tflite.embed_metadata(data, b'{"v": 1}')
+    twice = tflite.embed_metadata(once, b'{"v": 2}')
+    assert read_tflite_metadata(once) == b'{"v": 1}'
+    assert read_tflite_metadata(twice) == b'{"v": 2}'
+    assert read_tflite_metadata(twice, "other") is None
+    # the embedded model still runs and gives the same numbers
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    outs = []
+    for blob in (data, twice):
+        it = _interp(blob)
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    np.testing.assert_array_equal(outs[0], outs[1])
