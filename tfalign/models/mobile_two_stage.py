@@ -60,6 +60,7 @@ class MobileTwoStageConfig:
         roi_side: side of each RoI in normalised crop units (0.15 = 19 px of a 128-px crop).
         predict_kernel: kernel of the per-landmark grouped predict convolution.
         sigma: standard deviation of the Gaussian heatmap targets, in heatmap cells (§3.2).
+        heatmap_prior: initial value of every heatmap cell (bias init of the sigmoid heads).
         heatmap_loss: use L_h (eq. 2); False = "without heatmap loss" (Table 1).
         l2_loss: use λ·L2 on the coordinates; False = "without L2 loss" (Table 1).
         l2_weight: λ (L2 of normalised coordinates, so λ is large).
@@ -77,6 +78,7 @@ class MobileTwoStageConfig:
     roi_side: float = 0.15
     predict_kernel: int = 3
     sigma: float = 1.0
+    heatmap_prior: float = 0.01
     heatmap_loss: bool = True
     l2_loss: bool = True
     l2_weight: float = 100.0
@@ -84,7 +86,7 @@ class MobileTwoStageConfig:
     group_impl: str = "native"
     input: InputSpec = dataclasses.field(default_factory=lambda: InputSpec(height=128, width=128, channels=3))
     train: TrainSpec = dataclasses.field(default_factory=lambda: TrainSpec(
-        batch_size=32, epochs=150, optimizer="adam", learning_rate=2e-3, schedule="cosine"))
+        batch_size=32, epochs=220, optimizer="adam", learning_rate=2e-3, schedule="cosine"))
 
     def __post_init__(self):
         if self.alpha <= 0:
@@ -98,6 +100,8 @@ class MobileTwoStageConfig:
             raise ValueError(f"heatmap_weight must be one of {HEATMAP_WEIGHTS}, got '{self.heatmap_weight}'")
         if not (self.heatmap_loss or self.l2_loss):
             raise ValueError("heatmap_loss and l2_loss cannot both be False: nothing would be trained")
+        if not 0.0 < self.heatmap_prior < 1.0:
+            raise ValueError(f"heatmap_prior must be in (0, 1), got {self.heatmap_prior}")
         if self.roi_size <= 0 or self.roi_side <= 0 or self.sigma <= 0 or self.l2_weight < 0:
             raise ValueError("roi_size, roi_side and sigma must be > 0 and l2_weight >= 0")
         if self.group_impl not in ("native", "split"):
@@ -221,7 +225,11 @@ def build_model(config: MobileTwoStageConfig, name: str = "mobile_two_stage"):
     head = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="hm1_dw")(head)
     head = layers.BatchNormalization(name="hm1_dw_bn")(head)
     head = layers.ReLU(6.0, name="hm1_dw_relu")(head)
-    heatmap1 = layers.Conv2D(n, 1, activation="sigmoid", name="heatmap1")(head)
+    # Prior init (as RetinaNet's): maps start near heatmap_prior everywhere instead of 0.5, so the sum-normalised
+    # expectation is not pinned to the map centre by 250 background cells at the start of training.
+    prior = float(np.log(config.heatmap_prior / (1.0 - config.heatmap_prior)))
+    heatmap1 = layers.Conv2D(n, 1, activation="sigmoid", bias_initializer=keras.initializers.Constant(prior),
+                             name="heatmap1")(head)
     coarse = SoftArgmax(normalize="sum", name="coarse")(heatmap1)
     outputs = {"coarse": coarse, "heatmap1": heatmap1}
 
@@ -246,7 +254,9 @@ def build_model(config: MobileTwoStageConfig, name: str = "mobile_two_stage"):
     rois = StopGradient(name="roi_centres")(coarse)
     patches = PointPatches(config.roi_size, spacing, name="roi_align")([shared, rois])  # [B, P, S, S, C]
     grouped = PatchesToGroups(name="roi_groups")(patches)  # [B, S, S, P*C]
-    logits2 = GroupConv2D(n, config.predict_kernel, groups=n, impl=config.group_impl, name="predict")(grouped)
+    predict = GroupConv2D(n, config.predict_kernel, groups=n, impl=config.group_impl, name="predict")
+    logits2 = predict(grouped)
+    predict.bias.assign(tf.fill(predict.bias.shape, prior))  # same prior init (GroupConv2D has no initializer arg)
     heatmap2 = layers.Activation("sigmoid", name="heatmap2")(logits2)
     u = SoftArgmax(normalize="sum", name="refine")(heatmap2)
     landmarks = RefineOffset(config.roi_side, name="landmarks")([coarse, u])
