@@ -89,3 +89,11 @@ def test_bad_image_is_named():
         geometry.preprocess(np.zeros((8, 8, 3), np.float32), (0, 0, 4, 4), InputSpec(height=4, width=4))
     with pytest.raises(ValueError, match="image_rgb_uint8"):
         geometry.preprocess(np.zeros((8, 8, 4), np.uint8), (0, 0, 4, 4), InputSpec(height=4, width=4))
+
+
+def test_normalize_tensor_is_bitwise_normalize():
+    img = np.random.default_rng(3).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    for spec in (InputSpec(mean=127.5, std=127.5), InputSpec(channels=1, mean=100.0, std=58.3)):
+        ref = geometry.normalize(img, spec)
+        got = geometry.normalize_tensor(geometry.model_channels(img, spec), spec).numpy()
+        np.testing.assert_array_equal(got, ref)

@@ -162,15 +162,30 @@ def warp(image: np.ndarray, affine: np.ndarray, out_height: int, out_width: int)
                           borderValue=(PAD_VALUE,) * 4)
 
 
-def normalize(crop_uint8: np.ndarray, input_spec, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """uint8 RGB crop HxWx3 → float32 HxWxC model input: gray first when channels == 1, then (x - mean) / std."""
-    crop = crop_uint8
+def model_channels(crop_uint8: np.ndarray, input_spec) -> np.ndarray:
+    """uint8 RGB crop HxWx3 → uint8 HxWxC in the model's colour layout (gray HxWx1 when channels == 1)."""
     if input_spec.channels == 1:
-        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[:, :, None]
-    x = crop.astype(np.float32)
+        return cv2.cvtColor(crop_uint8, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return crop_uint8
+
+
+def normalize(crop_uint8: np.ndarray, input_spec) -> np.ndarray:
+    """uint8 RGB crop HxWx3 → float32 HxWxC model input: gray first when channels == 1, then (x - mean) / std."""
+    x = model_channels(crop_uint8, input_spec).astype(np.float32)
     x -= np.float32(input_spec.mean)
     x *= np.float32(1.0 / input_spec.std)
     return x
+
+
+def normalize_tensor(x_uint8, input_spec):
+    """:func:`normalize`'s arithmetic on a uint8 tensor already in :func:`model_channels` layout (any batch shape).
+
+    The same float32 operations in the same order, so the result is bitwise equal to :func:`normalize`; the
+    pipeline uses it to move 4x fewer bytes through ``tf.numpy_function`` and batching.
+    """
+    from tfalign._keras import tf
+    x = tf.cast(x_uint8, tf.float32) - tf.constant(input_spec.mean, tf.float32)
+    return x * tf.constant(np.float32(1.0 / input_spec.std))
 
 
 def crop_image(image: np.ndarray, box, input_spec) -> np.ndarray:

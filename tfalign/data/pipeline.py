@@ -2,7 +2,8 @@
 
 Per sample (training): load the image (cv2, or ``record.image``) → square crop from the face box with detector-like
 box jitter → random rotation / scale / translation → horizontal flip (each scheme's flip permutation), all composed
-into ONE ``cv2.warpAffine`` → occlusion rectangles, blur, colour jitter, grayscale → normalise. The points go through
+into ONE ``cv2.warpAffine`` → occlusion rectangles, blur, colour jitter, grayscale → normalise (per batch in TF,
+bitwise equal to ``geometry.normalize``). The points go through
 the same matrix, so they stay exactly on the image content. Evaluation (``training=False``) calls
 :func:`tfalign.data.geometry.preprocess`, the function inference and the export contract use.
 
@@ -246,13 +247,14 @@ class _Source:
 
     def _view(self, img, i, rng):
         spec = self.spec
+        # Images leave here as uint8 in the model's channel layout; geometry.normalize_tensor finishes them per batch.
         if rng is None:
-            image, affine = geometry.preprocess(img, self.boxes[i], spec)
-            m, flipped, angle = geometry.to3x3(affine), False, 0.0
+            m, flipped, angle = geometry.to3x3(geometry.box_affine(self.boxes[i], spec)), False, 0.0
+            crop = geometry.crop_image(img, self.boxes[i], spec)
         else:
             m, flipped, angle = augment_matrix(rng, self.boxes[i], spec, self.aug)
             crop = photometric(rng, geometry.warp(img, m, spec.height, spec.width), self.aug)
-            image = geometry.normalize(crop, spec)
+        image = geometry.model_channels(crop, spec)
         points = geometry.points_to_crop(self.points[i], m, spec)
         mask = self.mask[i]
         if flipped:
@@ -279,12 +281,12 @@ class _Source:
 def _output_keys(input_spec):
     h, w, c = input_spec.height, input_spec.width, input_spec.channels
     n = input_spec.num_points
-    keys = [("image", "float32", (h, w, c)), ("points", "float32", (n, 2)), ("mask", "float32", (n,)),
+    keys = [("image", "uint8", (h, w, c)), ("points", "float32", (n, 2)), ("mask", "float32", (n,)),
             ("index", "int64", ()), ("crop_affine", "float32", (2, 3))]
     if "pose" in input_spec.extras:
         keys += [("pose", "float32", (3,)), ("pose_mask", "float32", ())]
     if input_spec.pair:
-        keys += [("image2", "float32", (h, w, c)), ("points2", "float32", (n, 2)), ("mask2", "float32", (n,)),
+        keys += [("image2", "uint8", (h, w, c)), ("points2", "float32", (n, 2)), ("mask2", "float32", (n,)),
                  ("affine", "float32", (2, 3)), ("pair_index", "int32", (n,))]
     return keys
 
@@ -358,4 +360,12 @@ def make_dataset(records: Sequence[FaceRecord], input_spec, *, training: bool, b
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
+
+    def normalize(batch):
+        for name in ("image", "image2"):
+            if name in batch:
+                batch[name] = geometry.normalize_tensor(batch[name], input_spec)
+        return batch
+
+    ds = ds.map(normalize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(tf.data.AUTOTUNE)
