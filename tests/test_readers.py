@@ -411,22 +411,24 @@ def test_fuzz_dlib_xml(tmp_path, parts):
 
 
 @pytest.fixture(scope="module")
-def valid_mat_bytes(tmp_path_factory):
+def valid_mats(tmp_path_factory):
+    """Bytes of a valid COFW file as MATLAB v5 and as v7.3 (HDF5)."""
     import scipy.io
 
     images, phis, boxes = _cofw_arrays()
     cell = np.empty((2, 1), dtype=object)
     cell[0, 0], cell[1, 0] = images
-    path = tmp_path_factory.mktemp("mat") / "c.mat"
-    scipy.io.savemat(str(path), {"IsTr": cell, "phisTr": phis, "bboxesTr": boxes})
-    return path.read_bytes()
+    folder = tmp_path_factory.mktemp("mat")
+    scipy.io.savemat(str(folder / "v5.mat"), {"IsTr": cell, "phisTr": phis, "bboxesTr": boxes})
+    _write_v73(str(folder / "v73.mat"), images, phis, boxes)
+    return [(folder / "v5.mat").read_bytes(), (folder / "v73.mat").read_bytes()]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(flips=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), min_size=1, max_size=6),
-       cut=st.none() | st.integers(0, 4000))
-def test_fuzz_mat(tmp_path, valid_mat_bytes, flips, cut):
-    data = bytearray(valid_mat_bytes)
+@given(which=st.integers(0, 1), flips=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)),
+                                                min_size=1, max_size=6), cut=st.none() | st.integers(0, 8000))
+def test_fuzz_mat(tmp_path, valid_mats, which, flips, cut):
+    data = bytearray(valid_mats[which])
     for pos, value in flips:
         data[pos % len(data)] = value
     path = _write(tmp_path / "c.mat", bytes(data[:cut] if cut is not None else data))
