@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plan(args, argv) -> tuple:
     """Validate every argument and build the RunSettings; raises ValueError before anything is trained."""
-    from tfalign.training.distribute import check_strategy_args
+    from tfalign.training.distribute import check_strategy_args, is_chief_from_env
     from tfalign.training.loop import prepare_out_dir
     from tfalign.training.runconfig import RunSettings, build_config
 
@@ -67,8 +67,10 @@ def plan(args, argv) -> tuple:
             raise ValueError(f"--{flag.replace('_', '-')}: must be > 0, got {value}")
     if args.resume:
         from tfalign.training import read_run
-        prepare_out_dir(args.out, resume=True)
-        stored = RunSettings.from_json(read_run(args.out), os.path.join(args.out, "config.json"))
+        try:
+            stored = RunSettings.from_json(read_run(args.out), os.path.join(args.out, "config.json"))
+        except ValueError as exc:
+            raise ValueError(f"--resume: {exc}") from None
         given = {"model": args.model, "data": args.data or None, "val": args.val or None, "epochs": args.epochs,
                  "seed": args.seed, "batch_size": args.batch_size, "strategy": args.strategy,
                  "steps_per_epoch": args.steps_per_epoch}
@@ -80,6 +82,8 @@ def plan(args, argv) -> tuple:
         if args.config or args.set:
             raise ValueError("--config/--set cannot change a run being resumed; start a new run instead")
         check_strategy_args(stored.strategy)
+        if is_chief_from_env(stored.strategy):
+            prepare_out_dir(args.out, resume=True)
         return stored, True
     missing = [f for f in ("model", "data", "val", "epochs") if not getattr(args, f)]
     if missing:
@@ -87,7 +91,9 @@ def plan(args, argv) -> tuple:
     check_strategy_args(args.strategy or "default")
     arch, config, config_dict = build_config(args.model, args.config, args.set, epochs=args.epochs,
                                              batch_size=args.batch_size)
-    prepare_out_dir(args.out, resume=False)
+    # Other workers of a multi-worker run share --out with the chief (a shared file system) but never write there.
+    if is_chief_from_env(args.strategy or "default"):
+        prepare_out_dir(args.out, resume=False)
     run = RunSettings(model=args.model, config=config_dict, data=list(args.data), val=list(args.val),
                       epochs=config.train.epochs, batch_size=config.train.batch_size,
                       seed=args.seed if args.seed is not None else 0, steps_per_epoch=args.steps_per_epoch,

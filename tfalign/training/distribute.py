@@ -54,6 +54,17 @@ def check_strategy_args(name: str) -> None:
             raise ValueError("--strategy multiworker: TF_CONFIG lists no workers")
 
 
+def is_chief_from_env(name: str) -> bool:
+    """Whether this process will be the chief, from TF_CONFIG alone (before TensorFlow starts)."""
+    if name != "multiworker":
+        return True
+    tf_config = json.loads(os.environ["TF_CONFIG"])
+    task = tf_config["task"]
+    if tf_config["cluster"].get("chief"):
+        return task["type"] == "chief"
+    return task["type"] == "worker" and task["index"] == 0
+
+
 def make_distribution(name: str = "default") -> Distribution:
     check_strategy_args(name)
     from tfalign._keras import tf

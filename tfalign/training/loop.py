@@ -289,7 +289,11 @@ class Trainer:
                         tf.summary.scalar(f"{spec}/{key}", value)
             for w in writers.values():
                 w.flush()
-        if self.dist.is_chief:
+        if not self.dist.is_chief:
+            # One line per epoch from the other workers too, so a stuck or missing worker shows in its log.
+            print(f"worker {self.dist.worker_index}/{self.dist.num_workers}: epoch {record['epoch']} done at step "
+                  f"{record['step']}, loss {record['train']['loss']:.4g}", file=sys.stderr, flush=True)
+        else:
             star = " (best)" if record["best"] else ""
             print(f"epoch {record['epoch']}/{self.run.epochs}: loss {record['train']['loss']:.4g}, "
                   f"val NME {record['val_nme']:.4%}{star}, lr {record['learning_rate']:.3g}, "
