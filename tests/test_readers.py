@@ -300,7 +300,8 @@ def test_points_far_outside_the_image(tmp_path):
     inside = _write(tmp_path / "a.pts", _pts_text([(x, y + 20) for x, y in FIVE]))  # slightly outside: fine
     R.read_pts(inside)
     path = _write(tmp_path / "a.pts", _pts_text([(x * 10, y) for x, y in FIVE]))
-    with pytest.raises(DataError, match=r"point 0 \(99.0, 9.0\) is far outside the 64x48 image .*a.png \(5 such points\)"):
+    far = r"point 0 \(99.0, 9.0\) is far outside the 64x48 image .*a.png \(5 such points\)"
+    with pytest.raises(DataError, match=far):
         R.read_pts(path)
 
 
