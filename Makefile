@@ -14,6 +14,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 venv: $(VENV)/.installed
+	@bash android_demo/scripts/install_jvm_tools.sh  # kotlinc + junit4 for the Android core tests; no-op when present
 
 demo: venv
 	$(PY) -m tfalign.export --target tflite --out exports/default --force

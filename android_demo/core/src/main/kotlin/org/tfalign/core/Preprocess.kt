@@ -7,8 +7,8 @@ import java.nio.ByteBuffer
  *
  * Frames are packed ARGB ints (Android's `Bitmap.getPixels` layout), upright. Sampling is bilinear with pixel
  * centres at integer coordinates and `crop.border` outside the frame, rounded to 0-255 like the uint8 crop that
- * `tfalign.data.geometry` makes with OpenCV (OpenCV quantizes sub-pixel positions to 1/32 pixel, so the two differ
- * by a few levels at sharp edges). GRAY is BT.601 luma, rounded. Normalisation runs in float32 like NumPy's.
+ * `tfalign.data.geometry` makes with OpenCV (whose internal rounding differs from these exact weights by at most
+ * one level on rare pixels). GRAY is BT.601 luma, rounded. Normalisation runs in float32 like NumPy's.
  */
 class InputEncoder(private val input: InputSpec, private val border: Double) {
     constructor(contract: ModelContract) : this(contract.input, contract.crop.border)
