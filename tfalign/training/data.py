@@ -18,7 +18,7 @@ def load_specs(specs, flag: str = "--data", skipped=None) -> list[tuple[str, lis
         try:
             records = list(load_records(spec, skip_bad=skipped is not None, report=skipped))
         except DataError as exc:
-            raise ValueError(f"{flag} {spec}: {exc}") from None
+            raise ValueError(f"{flag} {spec}: {exc.reason if exc.source == spec else exc}") from None
         except (KeyError, ValueError, FileNotFoundError, OSError) as exc:
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             raise ValueError(f"{flag} {spec}: {msg}") from None
