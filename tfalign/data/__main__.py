@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     ins = sub.add_parser("inspect", help="count faces, schemes and bad records of a dataset spec; draw a montage",
                          description="Count faces, schemes and bad records of a dataset spec; optionally draw a "
-                                     "montage of annotated faces.")
+                                     "montage of annotated faces.",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=__doc__.split("\n\n", 1)[1])
     ins.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     ins.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     ins.add_argument("--montage", metavar="PNG", help="write a grid of sampled faces with their points drawn "

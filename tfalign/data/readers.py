@@ -225,23 +225,49 @@ def parse_pts(text: str, path: str = "<pts>") -> np.ndarray:
         raise DataError(path, "truncated: no '{' opening the point list", len(lines) or None)
     if n is None:
         raise DataError(path, "no 'n_points:' line before '{'", i)
-    pts = []
+    rows = []  # (line number, [x, y] tokens); converted in one go, re-checked per line only to name a bad one
     while i < len(lines):
         s = lines[i].strip()
         i += 1
         if not s:
             continue
         if s == "}":
-            if len(pts) != n:
-                raise DataError(path, f"{len(pts)} points, but the header says n_points: {n}", i)
-            return np.array(pts, dtype=np.float32).reshape(n, 2) - 1.0
+            if len(rows) != n:
+                raise DataError(path, f"{len(rows)} points, but the header says n_points: {n}", i)
+            try:
+                values = _floats([t for _, tokens in rows for t in tokens], path, None, "point")
+            except DataError:
+                for number, tokens in rows:
+                    _floats(tokens, path, number, "point")
+                raise
+            return values.astype(np.float32).reshape(n, 2) - 1.0
         tokens = s.split()
         if len(tokens) != 2:
             raise DataError(path, f"expected 'x y', got {s[:40]!r}", i)
-        pts.append(_floats(tokens, path, i, "point"))
-        if len(pts) > n:
+        rows.append((i, tokens))
+        if len(rows) > n:
             raise DataError(path, f"more points than the header's n_points: {n}", i)
-    raise DataError(path, f"truncated: {len(pts)} of {n} points and no closing '}}'", len(lines) or None)
+    raise DataError(path, f"truncated: {len(rows)} of {n} points and no closing '}}'", len(lines) or None)
+
+
+def _images_in(folder: str, cache: Optional[dict]) -> dict:
+    """{stem: image file name} of a folder (the first of IMAGE_EXTS wins when several share a stem)."""
+    if cache is not None and folder in cache:
+        return cache[folder]
+    try:
+        names = sorted(os.listdir(folder or "."))
+    except OSError:
+        names = []
+    rank = {ext: i for i, ext in enumerate(IMAGE_EXTS)}
+    found: dict = {}
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        ext = ext.lower()
+        if ext in rank and (stem not in found or rank[ext] < rank[os.path.splitext(found[stem])[1].lower()]):
+            found[stem] = name
+    if cache is not None:
+        cache[folder] = found
+    return found
 
 
 def _image_beside(pts_path: str, listing: Optional[dict] = None) -> str:
@@ -249,18 +275,9 @@ def _image_beside(pts_path: str, listing: Optional[dict] = None) -> str:
     folder, name = os.path.split(pts_path)
     stem = os.path.splitext(name)[0]
     for d in (folder, os.path.join(os.path.dirname(folder), "imgs")):
-        files = listing.get(d) if listing is not None else None
-        if files is None:
-            try:
-                files = os.listdir(d or ".")
-            except OSError:
-                continue
-            if listing is not None:
-                listing[d] = files
-        for f in files:
-            s, ext = os.path.splitext(f)
-            if s == stem and ext.lower() in IMAGE_EXTS:
-                return os.path.join(d, f)
+        image = _images_in(d, listing).get(stem)
+        if image is not None:
+            return os.path.join(d, image)
     raise DataError(pts_path, f"no image beside it (looked for {stem} with {'/'.join(IMAGE_EXTS)})")
 
 
@@ -348,7 +365,7 @@ def read_mtfl(list_file: str, images_root: Optional[str] = None, check_images: b
                 raise DataError(list_file, f"attributes must be integers, got {attrs.tolist()}", line)
             records.append(FaceRecord(
                 image_path=os.path.join(root, *tokens[0].replace("\\", "/").split("/")),
-                points=np.stack([values[0:5], values[5:10]], axis=1), scheme="mtfl_5",
+                points=values[:10].reshape(2, 5).T, scheme="mtfl_5",
                 attributes={k: int(v) for k, v in zip(MTFL_ATTRIBUTES, attrs)}, source=f"{list_file}:{line}"))
         except DataError as err:
             _raise_or_report(err, on_error)
