@@ -80,13 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summaries = run(args)
+        run(args)
     except (ValueError, KeyError, FileExistsError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"tfalign.export: error: {msg}", file=sys.stderr)
+        print("tfalign.export: error: " + "; ".join(line.strip() for line in str(msg).splitlines() if line.strip()),
+              file=sys.stderr)
         return 2
-    failed = [s for s in summaries if s.get("parity", {}).get("passed") is False and not args.no_check]
-    return 1 if failed else 0
+    return 0
 
 
 def run(args) -> list:
@@ -112,12 +112,20 @@ def run(args) -> list:
     export_lib.check_destinations(out, jobs, args.force)
     faces = export_lib.Faces(loaded.config.input, calibration=args.calibration, calibration_size=args.calibration_size,
                              check=args.check, check_size=args.check_size)
+    # Every target is converted and checked before anything is written: one failure leaves --out as it was.
+    from tqdm import tqdm
+
+    prepared = [export_lib.prepare(loaded, job, faces, license=args.license, threads=args.threads,
+                                   gate=not args.no_check)
+                for job in tqdm(jobs, desc="convert + check", unit="target", leave=False)]
     summaries = []
-    for job in jobs:
-        summary = export_lib.export(loaded, job, out, faces, force=args.force, license=args.license,
-                                    threads=args.threads, gate=not args.no_check)
+    for item in prepared:
+        summary = export_lib.write(item, out, force=args.force)
         print(export_lib.format_summary(summary))
         summaries.append(summary)
+    if loaded.weights == "random-init":
+        print(f"note: {loaded.name} has no trained weights here; the files above hold a randomly initialised model",
+              file=sys.stderr)
     return summaries
 
 

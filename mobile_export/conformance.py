@@ -36,9 +36,11 @@ def crops(records: Sequence, input_spec) -> tuple[np.ndarray, np.ndarray, np.nda
     The crop box is the tight box of the first scheme's points (the contract's box definition), via
     ``geometry.face_box`` so faces annotated in another markup get the same crop.
     """
+    from tqdm import tqdm
+
     xs, pts, masks = [], [], []
     first = input_spec.schemes[0]
-    for rec in records:
+    for rec in tqdm(records, desc="crop faces", unit="face", leave=False, disable=len(records) < 32):
         image = load_image(rec)
         box = geometry.face_box(rec.points, rec.scheme, first)
         x, affine = geometry.preprocess(image, box, input_spec)

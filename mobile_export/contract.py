@@ -64,7 +64,7 @@ def tflite_contract(input_spec, model_bytes: bytes, model_info: dict) -> dict:
         raise ValueError(f"exported model has {len(ins)} inputs and {len(outs)} outputs; the landmark "
                          "inference model must have exactly one of each")
     inp, out = ins[0], outs[0]
-    contract = _assemble(input_spec, model_info,
+    contract = _assemble(input_spec, {**model_info, "format": "tflite"},
                          {"name": inp["name"], "index": 0, "shape": [int(d) for d in inp["shape"]],
                           "dtype": np.dtype(inp["dtype"]).name, "normalization": "client", **_quant(inp)},
                          {"name": out["name"], "index": 0, "shape": [int(d) for d in out["shape"]],
@@ -75,7 +75,7 @@ def tflite_contract(input_spec, model_bytes: bytes, model_info: dict) -> dict:
 def coreml_contract(input_spec, input_name: str, output_name: str, output_shape, model_info: dict) -> dict:
     """Contract of an ``.mlpackage``: an image input that applies mean/std itself (``normalization: model``)."""
     h, w, c = int(input_spec.height), int(input_spec.width), int(input_spec.channels)
-    contract = _assemble(input_spec, model_info,
+    contract = _assemble(input_spec, {**model_info, "format": "mlpackage"},
                          {"name": input_name, "shape": [1, h, w, c], "dtype": "uint8", "normalization": "model"},
                          {"name": output_name, "shape": [int(d) for d in output_shape], "dtype": "float32"})
     return validate_contract(contract, model_info.get("file", "contract"))

@@ -151,16 +151,25 @@ class Faces:
 
 def _model_info(loaded: LoadedModel, job: Job, license: Optional[str]) -> dict:
     info = {"name": loaded.name, "architecture": loaded.architecture, "file": job.stem + job.suffix,
-            "format": "tflite" if job.target == "tflite" else "mlpackage", "quantization": job.quantize,
+            "quantization": job.quantize,
             "license": license or loaded.license, "training_data": loaded.training_data, "weights": loaded.weights}
     if job.palettize:
         info["compression"] = {"palettize_bits": job.palettize}
     return info
 
 
-def export(loaded: LoadedModel, job: Job, out: str, faces: Faces, force: bool = False,
-           license: Optional[str] = None, threads: int = 1, gate: bool = True) -> dict:
-    """Convert, check and write one target. Returns the summary (also written as ``<stem>.summary.json``)."""
+@dataclasses.dataclass
+class Prepared:
+    """A converted, checked target waiting to be written: the model, its contract and its summary."""
+    job: Job
+    artefact: object  # .tflite bytes or a coremltools MLModel
+    contract: dict
+    summary: dict
+
+
+def prepare(loaded: LoadedModel, job: Job, faces: Faces, license: Optional[str] = None, threads: int = 1,
+            gate: bool = True) -> Prepared:
+    """Convert and check one target in memory (nothing is written). ValueError when parity fails and ``gate``."""
     if job.target == "tflite":
         artefact, contract, summary = _tflite(loaded, job, faces, license, threads)
     else:
@@ -170,10 +179,21 @@ def export(loaded: LoadedModel, job: Job, out: str, faces: Faces, force: bool = 
         raise ValueError(f"{job.stem}{job.suffix}: exported model differs from Keras beyond tolerance "
                          f"({parity['metric']} {parity[parity['metric']]:.3g} > {parity['tolerance']:g}); nothing "
                          "was written (use --no-check to write it anyway)")
-    paths = job.paths(out)
-    summary["files"] = dict(paths)
-    _write_all(paths, artefact, contract, summary, force)
-    return summary
+    return Prepared(job, artefact, contract, summary)
+
+
+def write(prepared: Prepared, out: str, force: bool = False) -> dict:
+    """Write a prepared target into ``out``; returns its summary with the file paths."""
+    paths = prepared.job.paths(out)
+    prepared.summary["files"] = dict(paths)
+    _write_all(paths, prepared.artefact, prepared.contract, prepared.summary, force)
+    return prepared.summary
+
+
+def export(loaded: LoadedModel, job: Job, out: str, faces: Faces, force: bool = False,
+           license: Optional[str] = None, threads: int = 1, gate: bool = True) -> dict:
+    """Convert, check and write one target. Returns the summary (also written as ``<stem>.summary.json``)."""
+    return write(prepare(loaded, job, faces, license, threads, gate), out, force)
 
 
 def _write_all(paths: dict, artefact, contract: dict, summary: dict, force: bool) -> None:

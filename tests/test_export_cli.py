@@ -1,0 +1,128 @@
+"""python -m tfalign.export: files, summary, --force, atomicity, errors (one line on stderr, exit code 2)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import export_helpers as H
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--model", H.NAME, "--check-size", "3", "--calibration-size", "4"]
+
+
+def _main(argv, capsys):
+    from mobile_export.cli import main
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, H.filter_noise(err)
+
+
+def test_help_explains_every_flag_without_importing_tensorflow():
+    res = subprocess.run([sys.executable, "-m", "tfalign.export", "--help"], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert res.returncode == 0
+    for flag in ("--target", "--model", "--model-dir", "--quantize", "--prune", "--out", "--force",
+                 "--calibration", "--io-dtype", "--palettize", "--check", "--no-check", "--name", "--license"):
+        assert flag in res.stdout
+    code = "import sys, tfalign.export; sys.exit('tensorflow' in sys.modules or 'mobile_export' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_tflite_export_writes_model_contract_and_summary(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = _main(FAST + ["--quantize", "int8", "--io-dtype", "uint8", "--out", str(out)], capsys)
+    assert code == 0, err
+    stem = out / f"{H.NAME}_int8"
+    assert sorted(os.listdir(out)) == sorted(f"{H.NAME}_int8{s}" for s in (".tflite", ".contract.json",
+                                                                           ".summary.json"))
+    contract = json.loads(stem.with_suffix(".contract.json").read_text())
+    summary = json.loads(stem.with_suffix(".summary.json").read_text())
+    assert contract["input"]["dtype"] == "uint8" and contract["model"]["file"] == f"{H.NAME}_int8.tflite"
+    assert summary["size_bytes"] == os.path.getsize(stem.with_suffix(".tflite"))
+    assert summary["ops"]["CONV_2D"] == 2 and 0 < summary["int8_coverage"] < 1
+    assert summary["parity"]["passed"] and summary["parity"]["faces"] == 3
+    assert summary["host_latency"]["median_ms"] > 0
+    assert summary["calibration"].startswith("synthetic:4")
+    # the contract is embedded in the model too
+    from tfalign.runtime import read_tflite_metadata
+    assert json.loads(read_tflite_metadata(stem.with_suffix(".tflite").read_bytes())) == contract
+    for word in ("size", "ops", "int8 coverage", "parity", "host latency"):
+        assert word in stdout
+
+
+def test_existing_files_are_replaced_only_with_force(tmp_path, capsys):
+    out = str(tmp_path)
+    assert _main(FAST + ["--out", out], capsys)[0] == 0
+    model = tmp_path / f"{H.NAME}_float32.tflite"
+    before = model.stat().st_mtime_ns
+    code, _, err = _main(FAST + ["--out", out], capsys)
+    assert code == 2 and "exists; pass --force" in err and len(err.strip().splitlines()) == 1
+    assert model.stat().st_mtime_ns == before
+    assert _main(FAST + ["--out", out, "--force"], capsys)[0] == 0
+    assert model.stat().st_mtime_ns != before
+
+
+def test_a_failing_target_leaves_nothing_written(tmp_path, capsys, monkeypatch):
+    from mobile_export import coreml
+
+    def broken(*a, **k):
+        raise ValueError("CoreML conversion failed: simulated")
+
+    monkeypatch.setattr(coreml, "convert", broken)
+    out = tmp_path / "out"
+    code, _, err = _main(FAST + ["--target", "all", "--out", str(out)], capsys)
+    assert code == 2 and "simulated" in err
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_a_failing_write_keeps_the_old_files(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path)
+    assert _main(FAST + ["--out", out], capsys)[0] == 0
+    old = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):  # the model is the last file staged: fail while writing it
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="simulated"):
+        _main(FAST + ["--out", out, "--force", "--license", "other"], capsys)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == old
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prune", "50%"], "--prune: pruning is not available yet"),
+    (["--model", "no_such_model"], "--model: unknown model 'no_such_model'"),
+    (["--model-dir", "/no/such/run"], "/no/such/run: model dir not found"),
+    (["--calibration-size", "0"], "--calibration-size: must be > 0"),
+    (["--palettize", "4"], "--palettize: applies to CoreML only"),
+    (["--name", "a/b"], "--name: a file stem"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, argv, message):
+    args = (["--model", H.NAME] if "--model" not in argv and "--model-dir" not in argv else []) + argv
+    code, _, err = _main(args + ["--out", str(tmp_path)], capsys)
+    assert code == 2
+    assert err.strip().startswith("tfalign.export: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_int8_calibration_from_a_dataset_spec(tmp_path, capsys, shared_data):
+    spec = f"300w:{shared_data / 'lfpw' / 'trainset'}"
+    code, _, err = _main(FAST + ["--quantize", "int8", "--calibration", spec, "--check", spec,
+                                 "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / f"{H.NAME}_int8.summary.json").read_text())
+    assert summary["calibration"] == spec and summary["parity"]["faces_source"] == spec
+
+
+def test_default_model_exports_on_a_machine_without_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TFALIGN_DATA", str(tmp_path / "nothing_here"))
+    code, stdout, err = _main(["--out", str(tmp_path), "--check-size", "2", "--target", "all"], capsys)
+    assert code == 0, err
+    names = os.listdir(tmp_path)
+    assert "mobile_two_stage_float32.tflite" in names and "mobile_two_stage_coreml_fp16.mlpackage" in names
+    contract = json.loads((tmp_path / "mobile_two_stage_float32.contract.json").read_text())
+    assert contract["scheme"]["name"] == "300w_68"

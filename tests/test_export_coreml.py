@@ -1,0 +1,126 @@
+"""mobile_export.coreml: ML Program structure, compression and weights checked on Linux; predictions on macOS."""
+import json
+
+import numpy as np
+import pytest
+
+from tests import export_helpers as H
+
+INFO = {"name": "export_tiny", "file": "t.mlpackage", "license": "CC-BY-NC-4.0", "training_data": "synthetic"}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return H.tiny()
+
+
+@pytest.fixture(scope="module")
+def fp16(tiny):
+    from mobile_export import coreml
+    _, config, model = tiny
+    return coreml.convert(model, config.input, dict(INFO))
+
+
+def test_ml_program_with_image_input_and_float32_landmarks(fp16, tiny):
+    mlmodel, contract = fp16
+    spec = mlmodel.get_spec()
+    assert spec.WhichOneof("Type") == "mlProgram" and spec.specificationVersion >= 7
+    (inp,) = spec.description.input
+    assert inp.name == "image" and inp.type.imageType.width == 32 and inp.type.imageType.height == 32
+    (out,) = spec.description.output
+    assert out.name == "landmarks" and list(out.type.multiArrayType.shape) == [1, 68, 2]
+    assert contract["input"]["normalization"] == "model" and contract["input"]["dtype"] == "uint8"
+    assert contract["model"]["format"] == "mlpackage"
+
+
+def test_image_type_applies_the_contract_normalisation(fp16):
+    mlmodel, contract = fp16
+    prog_ops = {op.name: op for op in __import__("mobile_export.coreml", fromlist=["x"])._program_ops(mlmodel)}
+    scale = [op for name, op in prog_ops.items() if name.endswith("__scaled___y_0")]
+    bias = [op for name, op in prog_ops.items() if name.endswith("__biased___y_0")]
+    assert scale and bias
+    assert float(scale[0].outputs[0].val) == pytest.approx(1 / contract["input"]["std"])
+    np.testing.assert_allclose(np.asarray(bias[0].outputs[0].val).reshape(-1),
+                               -contract["input"]["mean"] / contract["input"]["std"], rtol=1e-6)
+
+
+def test_user_metadata_holds_the_contract_license_and_data(fp16):
+    mlmodel, contract = fp16
+    meta = mlmodel.user_defined_metadata
+    assert json.loads(meta["tfalign_contract"]) == contract
+    assert meta["license"] == "CC-BY-NC-4.0" and meta["training_data"] == "synthetic"
+    assert meta["scheme"] == "300w_68"
+
+
+def test_verify_finds_every_keras_kernel(fp16, tiny):
+    from mobile_export import coreml
+    mlmodel, contract = fp16
+    _, _, model = tiny
+    report = coreml.verify(mlmodel, model, contract)
+    assert report["weights_checked"] == 2 and report["weights_max_rel_err"] < 2e-3
+    assert report["coreml_ops"]["conv"] == 2 and report["coreml_ops"]["softmax"] == 1
+
+
+def test_verify_detects_weights_that_differ_from_keras(fp16):
+    from mobile_export import coreml
+    mlmodel, contract = fp16
+    _, _, other = H.tiny()
+    w = other.get_weights()
+    w[0] = w[0] + 0.05 * np.sign(w[0])
+    other.set_weights(w)
+    with pytest.raises(ValueError, match="not found among the CoreML weights"):
+        coreml.verify(mlmodel, other, contract)
+
+
+def test_verify_detects_a_contract_that_disagrees(fp16, tiny):
+    from mobile_export import coreml
+    mlmodel, contract = fp16
+    bad = json.loads(json.dumps(contract))
+    bad["input"]["height"] = 64
+    with pytest.raises(ValueError, match="disagrees with the contract"):
+        coreml.verify(mlmodel, tiny[2], bad)
+
+
+@pytest.mark.parametrize("quantize, palettize, op", [("int8", None, "constexpr_affine_dequantize"),
+                                                     ("none", 6, "constexpr_lut_to_dense")])
+def test_weight_compression_is_applied_and_still_matches_keras(tiny, quantize, palettize, op):
+    from mobile_export import coreml
+    _, config, model = tiny
+    mlmodel, contract = coreml.convert(model, config.input, dict(INFO), quantize=quantize, palettize=palettize)
+    report = coreml.verify(mlmodel, model, contract, palettize)
+    assert op in report["weight_compression"]
+    assert report["weights_max_rel_err"] <= report["weights_tolerance"]
+
+
+def test_gray_models_get_a_grayscale_image_input():
+    from mobile_export import coreml
+    from tfalign.config import replace
+    from tfalign.models.base import resolve
+    arch, config = resolve(H.NAME)
+    config = replace(config, **{"input.channels": 1})
+    model = arch.inference_model(config, arch.build(config))
+    mlmodel, contract = coreml.convert(model, config.input, dict(INFO))
+    img = mlmodel.get_spec().description.input[0].type.imageType
+    assert img.colorSpace == img.GRAYSCALE and contract["input"]["color"] == "GRAY"
+
+
+def test_bad_compression_arguments():
+    from mobile_export import coreml
+    _, config, model = H.tiny()
+    with pytest.raises(ValueError, match="--palettize"):
+        coreml.convert(model, config.input, dict(INFO), palettize=3)
+    with pytest.raises(ValueError, match="alternatives"):
+        coreml.convert(model, config.input, dict(INFO), quantize="int8", palettize=4)
+
+
+@pytest.mark.macos
+def test_coreml_predictions_match_keras_on_macos(fp16, tiny, tmp_path):
+    from mobile_export import coreml
+    _, config, model = tiny
+    if not coreml.can_predict():
+        pytest.skip("CoreML predicts on macOS only")
+    mlmodel, _ = fp16
+    path = str(tmp_path / "t.mlpackage")
+    mlmodel.save(path)
+    result = coreml.predict_parity(path, model, H.synthetic(4, config, seed=3), config.input, "none")
+    assert result["passed"], result
