@@ -435,3 +435,21 @@ def test_fuzz_mat(tmp_path, valid_mats, which, flips, cut):
     path = _write(tmp_path / "c.mat", bytes(data[:cut] if cut is not None else data))
     _only_data_errors(R.read_cofw, path)
     _only_data_errors(R.read_aflw2000_mat, path, image_path=str(tmp_path / "x.jpg"))
+
+
+@pytest.mark.needs_data
+def test_aflw2000_pose_order_matches_the_faces(shared_data):
+    """pose_pyr is (pitch, yaw, roll): yaw moves the nose across the face, roll tilts the eye line."""
+    recs = R.read_aflw2000(str(shared_data / "fixtures" / "aflw2000_3d_16"))
+    checked = 0
+    for r in recs:
+        p = r.points
+        pitch, yaw, roll = r.attributes["pose_deg"]
+        nose_shift = (p[30, 0] - (p[0, 0] + p[16, 0]) / 2) / (p[16, 0] - p[0, 0])
+        eye_angle = np.degrees(np.arctan2(p[45, 1] - p[36, 1], p[45, 0] - p[36, 0]))
+        if abs(yaw) > 10:
+            assert np.sign(nose_shift) == -np.sign(yaw), (r.source, yaw, nose_shift)
+            checked += 1
+        if abs(yaw) < 20:
+            assert abs(eye_angle - roll) < 8, (r.source, roll, eye_angle)
+    assert checked >= 8

@@ -165,3 +165,25 @@ def test_real_specs(shared_data):
     m = fx / "mmpose_face_fixtures"
     assert load_records(f"coco:{m / 'lapa' / 'test_lapa.json'}")[0].num_points == 106
     assert len(load_records(f"coco:{m / '300vw' / 'anno_300vw.json'}:{m / '300vw'}")) == 3
+
+
+def test_skip_bad_in_a_folder_of_pts(tmp_path):
+    def pts(points, n=None):
+        return "version: 1\nn_points: %d\n{\n%s\n}\n" % (n or len(points), "\n".join(f"{x} {y}" for x, y in points))
+
+    for name in ("a", "b", "c", "d"):
+        _img(tmp_path / "sub" / f"{name}.jpg")
+    (tmp_path / "sub" / "a.pts").write_text(pts(FIVE))
+    (tmp_path / "sub" / "b.pts").write_bytes(pts(FIVE).encode().replace(b"20.0", b"\xe920"))  # Latin-1 byte
+    (tmp_path / "sub" / "c.pts").write_text(pts(FIVE, n=6))
+    (tmp_path / "sub" / "d.pts").write_text("\n".join(pts(FIVE).splitlines()[:5]))  # cut after 2 points
+    (tmp_path / "sub" / "e.pts").write_text(pts(FIVE))  # no image
+    report = []
+    recs = load_records(f"300w:{tmp_path}", skip_bad=True, report=report)
+    assert [os.path.basename(r.image_path) for r in recs] == ["a.jpg"]
+    why = {os.path.basename(e.source): e.reason for e in report}
+    assert set(why) == {"b.pts", "c.pts", "d.pts", "e.pts"}
+    assert "not UTF-8" in why["b.pts"] and "n_points: 6" in why["c.pts"] and "truncated" in why["d.pts"]
+    assert "no image beside it" in why["e.pts"]
+    with pytest.raises(DataError, match=r"b.pts:6: not UTF-8"):
+        load_records(f"300w:{tmp_path}")
