@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 
-from tfalign.training import testing  # noqa: F401  (registers the tiny_test architecture)
-
 __all__ = ["load_model_dir", "read_run"]
 
 
