@@ -32,6 +32,8 @@ def _parser():
     p.add_argument("--batch", type=int, default=16, help="batch size of the pipeline and of the training step")
     p.add_argument("--size", type=int, default=256, help="model input side in pixels")
     p.add_argument("--steps", type=int, default=8, help="timed training steps (after 2 warm-up steps)")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="time each variant this many times (interleaved) and keep the best: the machine is shared")
     p.add_argument("--out", default=os.path.join(HERE, "results", "data_pipeline.json"), help="JSON results file")
     return p
 
@@ -57,14 +59,14 @@ def _python_loop(records, spec, n, seed=0):
     return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
 
 
-def _tf_data(records, spec, n, batch, **kwargs):
+def _tf_data(records, spec, n, batch, warm_faces=160, **kwargs):
     from tqdm import tqdm
 
     from tfalign.data.pipeline import make_dataset
 
     ds = make_dataset(records, spec, training=True, batch_size=batch, repeat=True, seed=0, **kwargs)
     it = iter(ds)
-    for _ in range(max(2, 64 // batch)):  # warm-up: thread pools, autotune, (cache fill is part of the cost)
+    for _ in range(max(4, warm_faces // batch)):  # warm-up: thread pools and AUTOTUNE ramp up over the first batches
         next(it)
     steps = max(1, n // batch)
     start, cpu = time.perf_counter(), time.process_time()
@@ -112,8 +114,8 @@ def _train_step_rate(size, batch, steps):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    if args.faces <= 0 or args.batch <= 0 or args.size < 32 or args.steps <= 0:
-        print("error: --faces, --batch, --steps must be > 0 and --size >= 32", file=sys.stderr)
+    if args.faces <= 0 or args.batch <= 0 or args.size < 32 or args.steps <= 0 or args.repeats <= 0:
+        print("error: --faces, --batch, --steps, --repeats must be > 0 and --size >= 32", file=sys.stderr)
         return 2
     from tfalign.data.records import DataError
     from tfalign.data.spec import load_records
@@ -131,13 +133,21 @@ def main(argv=None):
     for r in tqdm(records, desc="warming the file cache", unit="file", leave=False):
         with open(r.image_path, "rb") as fh:
             fh.read()
+    variants = {
+        "python_loop": lambda: _python_loop(records, spec, args.faces),
+        "tf_data": lambda: _tf_data(records, spec, args.faces, args.batch),
+        "tf_data_deterministic": lambda: _tf_data(records, spec, args.faces, args.batch, deterministic=True),
+        # Timed after one full epoch, once every image is decoded in memory.
+        "tf_data_cache": lambda: _tf_data(records, spec, args.faces, args.batch, warm_faces=len(records) + 160,
+                                          cache=True),
+    }
     rows, cpu = {}, {}
-    rows["python_loop"], cpu["python_loop"] = _python_loop(records, spec, args.faces)
-    rows["tf_data"], cpu["tf_data"] = _tf_data(records, spec, args.faces, args.batch)
-    rows["tf_data_deterministic"], cpu["tf_data_deterministic"] = _tf_data(records, spec, args.faces, args.batch,
-                                                                           deterministic=True)
-    rows["tf_data_cache"], cpu["tf_data_cache"] = _tf_data(records, spec, args.faces, args.batch, cache=True)
-    consumed, step_s, params, train_cpu = _train_step_rate(args.size, args.batch, args.steps)
+    for _ in range(args.repeats):
+        for name, run in variants.items():
+            rate, cpu_s = run()
+            if rate > rows.get(name, 0.0):
+                rows[name], cpu[name] = rate, cpu_s
+    consumed, step_s, params, train_cpu = _train_step_rate(args.size, args.batch, args.steps * args.repeats)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     result = {
         "benchmark": "data_pipeline",
@@ -146,6 +156,7 @@ def main(argv=None):
         "input": [args.size, args.size, 3],
         "batch": args.batch,
         "faces_timed": args.faces,
+        "repeats": args.repeats,
         "faces_per_second": {k: round(v, 1) for k, v in rows.items()},
         # CPU time is what the pipeline takes away from training on a shared machine; it is also far less noisy
         # than wall time when other jobs load the cores.
