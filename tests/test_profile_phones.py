@@ -136,7 +136,9 @@ def test_reference_workloads_match_published_macs():
     workloads = json.loads((HERE / "workloads.json").read_text())["workloads"]
     checked = 0
     for key, w in workloads.items():
-        if w.get("published_mmacs") and key.startswith("mobilenet_v1"):
+        # The published 34 MMACs for 0.25_192 contradicts its own 41 at 224 (MACs scale with resolution squared:
+        # 41 * (192/224)^2 = 30.1); our 30.2 follows the architecture.
+        if w.get("published_mmacs") and key.startswith("mobilenet_v1") and key != "mobilenet_v1_0.25_192":
             # Published MACs are rounded to whole millions.
             assert abs(w["macs"] / 1e6 - w["published_mmacs"]) <= 0.03 * w["published_mmacs"] + 0.5, key
             checked += 1
