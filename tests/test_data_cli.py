@@ -117,3 +117,11 @@ def test_real_data(shared_data):
     out = _cli("inspect", f"mtfl:{shared_data / 'mtfl' / 'training.txt'}", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["faces"] == 10000
+
+
+@pytest.mark.parametrize("args", [["inspect"], [], ["inspect", "synthetic:2", "--samples", "x"], ["bogus"]])
+def test_usage_errors_are_one_line(args):
+    out = _cli(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfalign.data: error: "), out.stderr
