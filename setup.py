@@ -23,7 +23,7 @@ setup(
                                     "mobile_export", "mobile_export.*"]),
     include_package_data=True,
     package_data={"tfalign": ["weights/*", "weights/**/*", "data/*.json", "data/*.npy"],
-                  "mobile_export": ["*.json", "devices/*"]},
+                  "mobile_export": ["*.json", "devices/*", "profile/*.json"]},
     # h5py reads MATLAB v7.3 (HDF5) .mat files such as COFW's.
     install_requires=STACK + ["matplotlib>=3.8", "scipy>=1.11", "tqdm>=4.66", "jsonschema>=4.20", "pillow>=10",
                               "h5py>=3.10"],
