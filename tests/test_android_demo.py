@@ -9,6 +9,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 import types
 
 import numpy as np
@@ -136,6 +137,12 @@ def test_core_unit_tests_pass_and_write_a_schema_valid_benchmark(tmp_path):
     jsonschema.Draft202012Validator(schema).validate(data)
     assert [r["delegate"] for r in data["results"]] == ["xnnpack", "xnnpack", "nnapi"]
     assert data["skipped"][0]["delegate"] == "gpu"
+    # The profiler's front door reads it (python -m tfalign.profile --import).
+    proc = subprocess.run([sys.executable, "-m", "tfalign.profile", "--import", str(report), "--out",
+                           str(tmp_path / "profile"), "--no-progress"], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "face.tflite" in proc.stdout and "Pixel 6" in proc.stdout
 
 
 def test_core_unit_tests_fail_on_a_wrong_vector(tmp_path):
