@@ -174,6 +174,8 @@ def test_bad_arguments():
         make_dataset([], spec, training=True, batch_size=1)
     with pytest.raises(ValueError, match="batch_size"):
         make_dataset(recs, spec, training=True, batch_size=0)
+    with pytest.raises(ValueError, match="seed"):
+        make_dataset(recs, spec, training=True, batch_size=1, seed=-1)
     with pytest.raises(ValueError, match="extras"):
         make_dataset(recs, InputSpec(height=16, width=16, extras=("depth",)), training=True, batch_size=1)
     with pytest.raises(ValueError, match="augment.flip"):

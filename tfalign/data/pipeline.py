@@ -318,6 +318,12 @@ def make_dataset(records: Sequence[FaceRecord], input_spec, *, training: bool, b
         deterministic: the parallel map keeps order, so the same seed gives the same batches.
         drop_remainder: default ``training``.
         repeat: endless stream of epochs (each reshuffled) instead of one pass.
+
+    Example:
+        >>> spec = InputSpec(height=128, width=128, schemes=("300w_68", "mtfl_5"))
+        >>> records = load_records("300w:../shared/data/lfpw/trainset") + load_records("mtfl:.../training.txt")
+        >>> for batch in make_dataset(records, spec, training=True, batch_size=16, repeat=True).take(100):
+        ...     loss = masked_point_loss(model(batch["image"])["landmarks"], batch["points"], batch["mask"])
     """
     from tfalign._keras import tf
 
@@ -326,6 +332,8 @@ def make_dataset(records: Sequence[FaceRecord], input_spec, *, training: bool, b
         raise ValueError("records: empty list, nothing to feed")
     if int(batch_size) != batch_size or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     unknown = sorted(set(input_spec.extras) - set(KNOWN_EXTRAS))
     if unknown:
         raise ValueError(f"input_spec.extras: unknown extra(s) {unknown}; the pipeline provides {list(KNOWN_EXTRAS)}")
