@@ -84,7 +84,8 @@ def test_app_crop_matches_the_package_crop_within_one_level():
 
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (48, 56, 3)).astype(np.uint8)
-    _, contract = ref._variant("probe", input__height=20, input__width=20, crop__shift_x=0.1)
+    _, contract = ref._variant("probe", input__height=20, input__width=20, input__shape=[1, 20, 20, 3],
+                               crop__shift_x=0.1)
     _, gray = ref._variant("probe_gray", input__height=20, input__width=20, input__channels=1, input__color="GRAY",
                            input__shape=[1, 20, 20, 1])
     differing = total = 0
@@ -113,7 +114,7 @@ def _jvm_tools():
                     "kotlin and junit4 packages")
 
 
-def _run_core(tmp_path, golden=None, props=""):
+def _run_core(golden=None, props=""):
     env = dict(os.environ, TFALIGN_JVM_PROPS=props)
     if golden is not None:
         env["TFALIGN_GOLDEN"] = str(golden)
@@ -127,7 +128,7 @@ def test_core_unit_tests_pass_and_write_a_schema_valid_benchmark(tmp_path):
     import jsonschema
 
     report = tmp_path / "benchmark.json"
-    proc = _run_core(tmp_path, props=f"-Dtfalign.benchmarkOut={report}")
+    proc = _run_core(props=f"-Dtfalign.benchmarkOut={report}")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     m = re.search(r"OK \((\d+) tests\)", out)
@@ -155,7 +156,7 @@ def test_core_unit_tests_fail_on_a_wrong_vector(tmp_path):
     euro = json.loads((golden / "one_euro.json").read_text())
     euro["cases"][2]["expected"][7] += 1e-6
     (golden / "one_euro.json").write_text(json.dumps(euro))
-    proc = _run_core(tmp_path, golden=golden)
+    proc = _run_core(golden=golden)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert cases["cases"][5]["name"] in out and euro["cases"][2]["name"] in out, out[-3000:]

@@ -20,7 +20,7 @@ import androidx.camera.view.PreviewView
 import androidx.core.content.ContextCompat
 import org.tfalign.core.RuntimeConfig
 import org.tfalign.demo.bench.BenchmarkController
-import org.tfalign.demo.camera.FaceDetector
+import org.tfalign.demo.camera.FaceBoxDetector
 import org.tfalign.demo.camera.FrameAnalyzer
 import org.tfalign.demo.ml.InterpreterFactory
 import org.tfalign.demo.ml.LandmarkEstimator
@@ -38,7 +38,7 @@ class MainActivity : AppCompatActivity() {
     private lateinit var modelPicker: Spinner
     private lateinit var delegatePicker: Spinner
     private lateinit var threadsPicker: Spinner
-    private lateinit var detector: FaceDetector
+    private lateinit var detector: FaceBoxDetector
     private lateinit var analyzer: FrameAnalyzer
     // One thread owns the estimator: frames, model swaps and closing never overlap.
     private val analysisExecutor: ExecutorService = Executors.newSingleThreadExecutor()
@@ -58,7 +58,7 @@ class MainActivity : AppCompatActivity() {
         modelPicker = findViewById(R.id.model_picker)
         delegatePicker = findViewById(R.id.delegate_picker)
         threadsPicker = findViewById(R.id.threads_picker)
-        detector = FaceDetector()
+        detector = FaceBoxDetector()
         analyzer = FrameAnalyzer(detector) { overlay.show(it) }
 
         val (entries, problems) = ModelCatalog.list(assets)

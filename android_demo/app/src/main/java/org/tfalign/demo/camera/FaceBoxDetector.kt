@@ -12,7 +12,7 @@ import java.io.Closeable
  * ML Kit's bundled face detector (runs offline). Its box is not the tight landmark box the contract's crop is
  * defined on; [org.tfalign.core.BoxCalibration] maps one to the other (see README, "Detector calibration").
  */
-class FaceDetector : Closeable {
+class FaceBoxDetector : Closeable {
     private val detector = FaceDetection.getClient(
             FaceDetectorOptions.Builder()
                     .setPerformanceMode(FaceDetectorOptions.PERFORMANCE_MODE_FAST)

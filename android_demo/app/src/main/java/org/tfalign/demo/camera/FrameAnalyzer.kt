@@ -19,7 +19,7 @@ class FrameResult(val width: Int, val height: Int, val box: FaceBox?, val points
  * Latency stages (core [RollingLatency]): pre = pixel copy + crop + normalise, inference = interpreter run,
  * post = decoding + smoothing. Face detection is reported on its own.
  */
-class FrameAnalyzer(private val detector: FaceDetector, private val onResult: (FrameResult) -> Unit) :
+class FrameAnalyzer(private val detector: FaceBoxDetector, private val onResult: (FrameResult) -> Unit) :
         ImageAnalysis.Analyzer {
     /** Swapped by the UI thread; the old one is closed on the analysis thread (see MainActivity). */
     @Volatile var estimator: LandmarkEstimator? = null

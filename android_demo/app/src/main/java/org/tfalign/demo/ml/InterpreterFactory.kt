@@ -56,8 +56,9 @@ object InterpreterFactory {
         }
     }
 
-    private val TYPES = mapOf(DType.FLOAT32 to DataType.FLOAT32, DType.FLOAT16 to DataType.FLOAT16,
-            DType.INT8 to DataType.INT8, DType.UINT8 to DataType.UINT8)
+    // LiteRT's Java API has no float16 tensor type: a float16 contract tensor is refused below, naming the file.
+    private val TYPES = mapOf(DType.FLOAT32 to DataType.FLOAT32, DType.INT8 to DataType.INT8,
+            DType.UINT8 to DataType.UINT8)
 
     /** The contract must describe this model: same checks as tfalign.runtime.LandmarkModel. */
     private fun checkAgainstContract(interpreter: Interpreter, contract: ModelContract) {
