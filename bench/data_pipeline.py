@@ -13,7 +13,6 @@ pipeline's rate with the rate a fast model consumes faces. Prints a table and wr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -145,7 +145,6 @@ def _paint_face(rng, img, p, skull2d, hair2d, face_px):
     lip = skin * np.array([0.85, 0.55, 0.55]) * rng.uniform(0.8, 1.1)
     dark = np.clip(skin * 0.35, 0, 255)
     # Neck under the chin, then hair behind the head.
-    chin = p[8]
     neck = np.array([p[5], p[11], [p[11][0], size * 1.2], [p[5][0], size * 1.2]])
     _poly(img, neck, skin * 0.8)
     head_mask = np.zeros(img.shape[:2], np.uint8)
@@ -182,7 +181,7 @@ def _paint_face(rng, img, p, skull2d, hair2d, face_px):
     _poly(img, p[48:60], lip)
     _poly(img, p[60:68], (45, 15, 20))
     _poly(img, p[60:65], lip * 0.5, closed=False, thickness=1)
-    return head_mask, chin
+    return head_mask
 
 
 def _occlude(rng, img, p) -> np.ndarray:
@@ -241,7 +240,7 @@ def _one(seed: int, index: int, size: int):
     p, skull2d, hair2d = proj(shape), proj(skull), proj(hair)
 
     img = _background(rng, size)
-    head_mask, _ = _paint_face(rng, img, p, skull2d, hair2d, face_px)
+    head_mask = _paint_face(rng, img, p, skull2d, hair2d, face_px)
     light = rng.normal(0, 1, 3)
     light[2] = -abs(light[2]) - 0.5  # light from the camera side
     light /= np.linalg.norm(light)
