@@ -68,8 +68,14 @@ class Trainer:
     """Trains one run into ``out_dir``. Build with validated inputs (``tfalign.train`` does that)."""
 
     def __init__(self, run: RunSettings, out_dir: str, *, resume: bool = False, command=None,
-                 distribution=None, progress: bool = True, log_every: int = 10):
+                 distribution=None, progress: bool = True, log_every: int = 10, model_fn=None, callbacks=()):
+        """``model_fn`` (optional): builds the model to train instead of ``arch.build(config)``, e.g. a pruned or
+        quantization-aware copy of a trained model (``quantization/``); called inside the strategy scope.
+        ``callbacks``: Keras callbacks driven by the loop (``set_model``, ``on_train_begin``,
+        ``on_train_batch_begin`` before every step, ``on_epoch_end``), e.g. tfmot's ``UpdatePruningStep``."""
         from tfalign.training.distribute import make_distribution
+        self.model_fn = model_fn
+        self.callbacks = list(callbacks)
         self.run = run
         self.out_dir = out_dir
         self.resume = resume
@@ -96,7 +102,7 @@ class Trainer:
         # Python, NumPy and TensorFlow seeds: the initial weights are a function of --seed.
         keras.utils.set_random_seed(self.run.seed)
         with strategy.scope():
-            self.model = self.arch.build(self.config)
+            self.model = self.model_fn() if self.model_fn else self.arch.build(self.config)
             self.optimizer = make_optimizer(self.config.train, self.steps_per_epoch, self.run.epochs)
             self.optimizer.build(self.model.trainable_variables)
         # Outside the strategy scope: one plain generator per worker, identical on all of them.
@@ -178,11 +184,16 @@ class Trainer:
             self._write_config()
         history = self._load_history(start)
         writers = self._summary_writers()
+        for cb in self.callbacks:
+            cb.set_model(self.model)
+            cb.on_train_begin()
         for epoch in range(start + 1, self.run.epochs + 1):
             # Drawn before the epoch and saved after it: a resumed run draws exactly the seeds it would have.
             epoch_seed = int(self.rng.uniform_full_int([], tf.int64).numpy() & 0x7FFFFFFF)
             t0 = time.time()
             train_stats = self._train_epoch(epoch, epoch_seed, writers)
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch)
             val = self._validate()
             primary = val["primary"]
             improved = primary < float(self.best_nme.numpy())
@@ -220,6 +231,8 @@ class Trainer:
                         self.progress and self.dist.is_chief)
         try:
             for i in range(self.steps_per_epoch):
+                for cb in self.callbacks:
+                    cb.on_train_batch_begin(i)
                 values = {k: float(v.numpy()) for k, v in self._train_step(iterator).items()}
                 if not math.isfinite(values["loss"]):
                     last = self.store.pointer("last")

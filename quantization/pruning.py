@@ -1,0 +1,190 @@
+"""Magnitude (unstructured) pruning with tensorflow-model-optimization.
+
+Weights of every ``Conv2D``/``Dense`` are zeroed smallest-magnitude first, the sparsity ramping from
+``initial_sparsity`` to ``target_sparsity`` along tfmot's ``PolynomialDecay`` while the model fine-tunes through
+the shared trainer (:func:`fine_tune`); :func:`strip` removes the wrappers for export.
+
+What it buys on a phone: a smaller *compressed* download (zeros gzip well: :func:`gzip_size`), no speed-up —
+TFLite kernels run dense. Latency comes from :mod:`quantization.channel_pruning` (whole filters removed) and
+int8 (:mod:`quantization.presets`).
+
+Why only Conv2D/Dense are wrapped (``../shared/STACK.md``): ``prune_low_magnitude(model)`` refuses models holding
+custom layers or TFOpLambdas, so the model is cloned with a ``clone_function`` that wraps those two types and
+reuses every other layer as it is. DepthwiseConv2D has no prunable weights in tfmot's registry; the package's
+``GroupConv2D`` (per-landmark predict kernels) is left dense: it is a few thousand weights.
+
+Example::
+
+    pruned = pruning.prune_model(model, 0.5, end_step=2000)
+    pruning.fine_tune(pruned, run_settings, "runs/pruned")   # the trainer, with UpdatePruningStep
+    final = pruning.strip(pruned)
+    print(pruning.format_report(pruning.sparsity_report(final)))
+"""
+from __future__ import annotations
+
+import gzip
+import io
+from typing import Iterable, Optional
+
+import numpy as np
+
+from tfalign._keras import keras
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot  # heavy import: only when pruning is used
+    return tfmot
+
+
+def prunable(layer) -> bool:
+    """Conv2D (incl. Conv2DTranspose) and Dense: the layer types tfmot can prune whose weights dominate."""
+    return isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and not getattr(layer, "groups", 1) > 1
+
+
+def schedule(target_sparsity: float, end_step: int, begin_step: int = 0, initial_sparsity: float = 0.0,
+             power: float = 3.0, frequency: int = 100):
+    """tfmot ``PolynomialDecay`` from ``initial_sparsity`` at ``begin_step`` to ``target_sparsity`` at ``end_step``.
+
+    ``end_step == begin_step`` (one-shot pruning, no fine-tuning) is a ``ConstantSparsity`` at ``target_sparsity``.
+    """
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(f"target_sparsity must be in [0, 1), got {target_sparsity}")
+    if not 0.0 <= initial_sparsity <= target_sparsity:
+        raise ValueError(f"initial_sparsity must be in [0, target_sparsity={target_sparsity}], got {initial_sparsity}")
+    if begin_step < 0 or end_step < begin_step:
+        raise ValueError(f"need 0 <= begin_step <= end_step, got begin_step={begin_step}, end_step={end_step}")
+    if frequency <= 0:
+        raise ValueError(f"frequency must be > 0, got {frequency}")
+    sparsity = _tfmot().sparsity.keras
+    if end_step == begin_step:
+        return sparsity.ConstantSparsity(target_sparsity, begin_step=begin_step, frequency=1)
+    return sparsity.PolynomialDecay(initial_sparsity, target_sparsity, begin_step=begin_step, end_step=end_step,
+                                    power=power, frequency=min(frequency, max(1, end_step - begin_step)))
+
+
+def prune_model(model, target_sparsity: float, *, end_step: int, begin_step: int = 0,
+                initial_sparsity: float = 0.0, power: float = 3.0, frequency: int = 100,
+                skip: Iterable[str] = ()):
+    """A copy of ``model`` whose Conv2D/Dense layers are wrapped by ``prune_low_magnitude``.
+
+    The wrapped layers are the model's own (weights shared, nothing retrained yet); outputs keep their structure
+    (a dict stays a dict). ``skip``: layer names left dense (e.g. a tiny output head).
+    """
+    skip = set(skip)
+    unknown = skip - {layer.name for layer in model.layers}
+    if unknown:
+        raise ValueError(f"skip: no layer named {sorted(unknown)} in model '{model.name}'")
+    sched = schedule(target_sparsity, end_step, begin_step, initial_sparsity, power, frequency)
+    sparsity = _tfmot().sparsity.keras
+    wrapped = []
+
+    def clone(layer):
+        if prunable(layer) and layer.name not in skip:
+            wrapped.append(layer.name)
+            return sparsity.prune_low_magnitude(layer, pruning_schedule=sched)
+        return layer
+
+    out = keras.models.clone_model(model, clone_function=clone)
+    if not wrapped:
+        raise ValueError(f"model '{model.name}' has no Conv2D/Dense layer to prune")
+    return out
+
+
+def one_shot(model, target_sparsity: float, skip: Iterable[str] = ()):
+    """Magnitude-prune ``model`` to ``target_sparsity`` at once (no fine-tuning) and strip the wrappers.
+
+    This is what ``python -m tfalign.export --prune magnitude:S`` does; accuracy recovers only with
+    :func:`fine_tune`, so prefer a fine-tuned run for anything but size experiments.
+    """
+    copy = keras.models.clone_model(model)  # the wrappers share weights: prune a copy, not the caller's model
+    copy.set_weights(model.get_weights())
+    pruned = prune_model(copy, target_sparsity, end_step=0, skip=skip)
+    step = _tfmot().sparsity.keras.UpdatePruningStep()
+    step.set_model(pruned)
+    step.on_train_begin()
+    step.on_train_batch_begin(0)
+    # The wrappers' own mask update (what a training step runs), without a forward pass: BN statistics untouched.
+    for layer in pruned.layers:
+        if hasattr(layer, "pruning_obj"):
+            layer.pruning_obj.conditional_mask_update()
+            layer.pruning_obj.weight_mask_op()
+    return strip(pruned)
+
+
+def pruning_callbacks(log_dir: Optional[str] = None) -> list:
+    """The callbacks a fine-tuning loop must drive: the pruning step counter (and TensorBoard sparsity logs)."""
+    sparsity = _tfmot().sparsity.keras
+    out = [sparsity.UpdatePruningStep()]
+    if log_dir:
+        out.append(sparsity.PruningSummaries(log_dir=log_dir))
+    return out
+
+
+def fine_tune(model, run, out_dir: str, callbacks=(), progress: bool = True) -> dict:
+    """Fine-tune ``model`` (pruned, channel-pruned or QAT) with the package trainer; returns its history.
+
+    ``run`` is a :class:`tfalign.training.runconfig.RunSettings` (model name + config, data/val specs, epochs,
+    batch size, ``steps_per_epoch``): the architecture's loss, data pipeline, validation and checkpoints are the
+    trainer's. Pruning wrappers are stepped by :func:`pruning_callbacks` (added automatically when ``model``
+    holds pruning wrappers). The trained weights stay in ``model`` (the trainer trains the object it is given).
+    """
+    from tfalign.training.loop import Trainer
+    cbs = list(callbacks)
+    if _has_pruning(model) and not any(type(c).__name__ == "UpdatePruningStep" for c in cbs):
+        cbs = pruning_callbacks() + cbs
+    trainer = Trainer(run, out_dir, model_fn=lambda: model, callbacks=cbs, progress=progress)
+    return trainer.fit()
+
+
+def _has_pruning(model) -> bool:
+    return any(hasattr(layer, "pruning_obj") for layer in model.layers)
+
+
+def strip(model):
+    """The model without pruning wrappers (plain layers holding the masked, sparse weights), ready to export."""
+    return _tfmot().sparsity.keras.strip_pruning(model)
+
+
+def sparsity_report(model) -> dict:
+    """Fraction of exact zeros per prunable kernel (and overall): ``{"layers": [...], "total": {...}}``.
+
+    Works on pruned (wrapped) and stripped models; counts kernels only (biases and BN are never pruned).
+    """
+    rows = []
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if not prunable(inner):
+            continue
+        kernel = np.asarray(inner.kernel.numpy() if hasattr(inner.kernel, "numpy") else inner.kernel)
+        zeros = int(np.count_nonzero(kernel == 0))
+        rows.append({"layer": inner.name, "params": int(kernel.size), "zeros": zeros,
+                     "sparsity": zeros / kernel.size if kernel.size else 0.0})
+    params = sum(r["params"] for r in rows)
+    zeros = sum(r["zeros"] for r in rows)
+    return {"layers": rows, "total": {"params": params, "zeros": zeros, "sparsity": zeros / params if params else 0.0}}
+
+
+def format_report(report: dict, top: int = 0) -> str:
+    """A table of :func:`sparsity_report` (``top`` > 0: only the largest layers)."""
+    rows = sorted(report["layers"], key=lambda r: -r["params"])[:top] if top else report["layers"]
+    width = max([len(r["layer"]) for r in rows] + [5])
+    lines = [f"{'layer':<{width}}  {'params':>9}  sparsity"]
+    lines += [f"{r['layer']:<{width}}  {r['params']:>9}  {r['sparsity']:7.1%}" for r in rows]
+    t = report["total"]
+    lines.append(f"{'total':<{width}}  {t['params']:>9}  {t['sparsity']:7.1%}")
+    return "\n".join(lines)
+
+
+def gzip_size(data) -> int:
+    """Bytes of ``data`` (bytes, or a file path) after gzip -9: the download size, where sparsity shows."""
+    if not isinstance(data, (bytes, bytearray)):
+        with open(data, "rb") as fh:
+            data = fh.read()
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as fh:
+        fh.write(bytes(data))
+    return len(buf.getvalue())
+
+
+__all__ = ["prunable", "schedule", "prune_model", "one_shot", "pruning_callbacks", "fine_tune", "strip",
+           "sparsity_report", "format_report", "gzip_size"]
