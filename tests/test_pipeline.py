@@ -209,3 +209,14 @@ def test_fused_colour_jitter_equals_the_step_by_step_definition():
     g = (x @ [0.299, 0.587, 0.114])[..., None]
     x = (x - g) * s + g
     assert np.abs(np.clip(np.round(x), 0, 255) - out).max() <= 1
+
+
+def test_augment_config_round_trips_through_json_config():
+    import json
+
+    from tfalign import config as cfg_lib
+    cfg = dataclasses.replace(AugmentConfig(), rotation=15.0, scale=(0.9, 1.1))
+    back = cfg_lib.from_dict(AugmentConfig, json.loads(json.dumps(cfg_lib.to_dict(cfg))))
+    assert back == cfg
+    with pytest.raises(ValueError, match="augment.scale"):
+        cfg_lib.from_dict(AugmentConfig, {"scale": [1.2, 0.8]})
