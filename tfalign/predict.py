@@ -1,0 +1,125 @@
+"""``python -m tfalign.predict IMAGE...``: face landmarks on photos with an exported model, through its contract.
+
+For each image: a face box (``--box``, or the ``portrait`` prior of :mod:`tfalign.detect`), mapped to the
+contract's box; the model runs through :class:`tfalign.runtime.LandmarkModel` (contract JSON only); ``--refine``
+times the crop is re-centred on the tight box of the predicted points and the model runs again. Writes
+``<out>/<image stem>.landmarks.png`` (points and box drawn) and ``<out>/<image stem>.landmarks.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+DEFAULT_MODEL = os.path.join("exports", "default", "mobile_two_stage_float32.tflite")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tfalign.predict",
+                                description="Face landmarks on images with an exported .tflite model and its "
+                                            "contract; writes an annotated PNG and a JSON of points per image.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything OpenCV reads)")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="FILE.tflite",
+                   help=f"exported model; its FILE.contract.json must sit beside it (default: {DEFAULT_MODEL}, "
+                        "written by `make demo` or `python -m tfalign.export --out exports/default`)")
+    p.add_argument("--out", default="predictions", metavar="DIR", help="output folder (default: predictions)")
+    p.add_argument("--box", metavar="X,Y,W,H",
+                   help="face box in pixels from your own detector (applies to every image); default: the "
+                        "portrait prior (one face framed like a portrait, see tfalign/detect.py)")
+    p.add_argument("--refine", type=int, default=2, metavar="N",
+                   help="re-crop on the predicted points' box and run again N times (default: 2)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="LiteRT CPU threads (default: 1)")
+    return p
+
+
+def predict_image(runner, image, box, refine: int = 2) -> tuple:
+    """(points [N, 2] image pixels, the contract box used last) for one RGB uint8 image and a contract box."""
+    from tfalign.data import geometry
+
+    points = runner.predict(image, box)
+    for _ in range(refine):
+        box = geometry.points_box(points)
+        points = runner.predict(image, box)
+    return points, box
+
+
+def draw(image_rgb, points, box):
+    """BGR copy of the image with the box and points drawn, sized to the face."""
+    import cv2
+    import numpy as np
+
+    out = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+    x, y, w, h = box
+    radius = max(1, int(round(max(w, h) / 80)))
+    cv2.rectangle(out, (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h))), (255, 160, 0),
+                  max(1, radius // 2), cv2.LINE_AA)
+    for px, py in np.asarray(points):
+        cv2.circle(out, (int(round(px)), int(round(py))), radius, (0, 255, 0), -1, cv2.LINE_AA)
+    return out
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, FileExistsError) as exc:
+        print("tfalign.predict: error: " + "; ".join(l.strip() for l in str(exc).splitlines() if l.strip()),
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args) -> list:
+    import cv2
+    from tqdm import tqdm
+
+    from tfalign import detect
+    from tfalign.io import atomic_path, atomic_write_json
+    from tfalign.runtime import LandmarkModel
+
+    if args.refine < 0:
+        raise ValueError(f"--refine: must be >= 0, got {args.refine}")
+    if args.threads <= 0:
+        raise ValueError(f"--threads: must be > 0, got {args.threads}")
+    user_box = detect.parse_box(args.box) if args.box else None
+    if not os.path.isfile(args.model):
+        hint = " (run `make demo` to export the default model)" if args.model == DEFAULT_MODEL else ""
+        raise ValueError(f"--model {args.model}: model file not found{hint}")
+    runner = LandmarkModel(args.model, num_threads=args.threads)
+    images = []
+    for path in args.images:  # read everything first: a bad file fails before any output is written
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path}: cannot read the image (missing, unreadable or not an image)")
+        images.append((path, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    stems = [os.path.splitext(os.path.basename(p))[0] for p, _ in images]
+    if len(set(stems)) != len(stems):
+        raise ValueError("IMAGE: two images share a file name; their outputs would overwrite each other")
+    contract = runner.contract
+    results = []
+    for (path, image), stem in tqdm(list(zip(images, stems)), desc="predict", unit="image",
+                                    disable=len(images) < 2):
+        start = user_box if user_box is not None else detect.portrait_box(image.shape)
+        points, box = predict_image(runner, image, start, args.refine)
+        record = {"image": path, "model": args.model, "scheme": contract["scheme"]["name"],
+                  "detector": "box" if user_box is not None else "portrait", "start_box": list(start),
+                  "refine": args.refine, "box": [float(v) for v in box],
+                  "point_names": contract["scheme"]["point_names"],
+                  "points": [[float(x), float(y)] for x, y in points],
+                  "coordinates": "image pixels, 0-based, pixel centres at integers"}
+        base = os.path.join(args.out, stem + ".landmarks")
+        ok, png = cv2.imencode(".png", draw(image, points, box))
+        if not ok:
+            raise ValueError(f"{path}: could not encode the annotated image")
+        with atomic_path(base + ".png") as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(png.tobytes())
+        atomic_write_json(base + ".json", record)
+        results.append(record)
+        print(f"{path}: {len(points)} points → {base}.png, {base}.json")
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())
