@@ -157,12 +157,32 @@ class PatchesToGroups(keras.layers.Layer):
         return tf.reshape(x, [-1, s, s, p * c])
 
 
+@register("SumSoftArgmax")
+class SumSoftArgmax(SoftArgmax):
+    """:class:`tfalign.layers.SoftArgmax` over sigmoid maps normalised by their sum (eq. 1), kept float in int8.
+
+    Why float: in a fully int8 graph the divisor Σp is an int8 tensor, and a face whose map quantises to all
+    zeros makes TFLite's int8 DIV abort (``div.cc: data[i] != zero_point``) instead of returning a point; an
+    8-bit coordinate is also a 1/255 grid (0.5 px at 128 px). Dequantising the small map and doing the
+    expectation in float costs a few µs. ``keep_float_in_int8`` is the exporter's per-layer switch.
+    """
+
+    keep_float_in_int8 = True
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("normalize", "sum")
+        super().__init__(**kwargs)
+
+
 @register("RefineOffset")
 class RefineOffset(keras.layers.Layer):
     """final = coarse + (u − ½) · roi_side, ``u`` the expectation of the refinement heatmap in RoI units.
 
-    A heatmap centred on its RoI (u = ½) leaves the coarse estimate unchanged (§3.1).
+    A heatmap centred on its RoI (u = ½) leaves the coarse estimate unchanged (§3.1). Kept float in int8
+    exports, like its inputs, so the output coordinates are not snapped to an 8-bit grid.
     """
+
+    keep_float_in_int8 = True
 
     def __init__(self, roi_side: float, **kwargs):
         super().__init__(**kwargs)
@@ -230,7 +250,7 @@ def build_model(config: MobileTwoStageConfig, name: str = "mobile_two_stage"):
     prior = float(np.log(config.heatmap_prior / (1.0 - config.heatmap_prior)))
     heatmap1 = layers.Conv2D(n, 1, activation="sigmoid", bias_initializer=keras.initializers.Constant(prior),
                              name="heatmap1")(head)
-    coarse = SoftArgmax(normalize="sum", name="coarse")(heatmap1)
+    coarse = SumSoftArgmax(name="coarse")(heatmap1)
     outputs = {"coarse": coarse, "heatmap1": heatmap1}
 
     if not config.stage2:
@@ -258,7 +278,7 @@ def build_model(config: MobileTwoStageConfig, name: str = "mobile_two_stage"):
     logits2 = predict(grouped)
     predict.bias.assign(tf.fill(predict.bias.shape, prior))  # same prior init (GroupConv2D has no initializer arg)
     heatmap2 = layers.Activation("sigmoid", name="heatmap2")(logits2)
-    u = SoftArgmax(normalize="sum", name="refine")(heatmap2)
+    u = SumSoftArgmax(name="refine")(heatmap2)
     landmarks = RefineOffset(config.roi_side, name="landmarks")([coarse, u])
     outputs.update(heatmap2=heatmap2, landmarks=landmarks)
     return keras.Model(inputs, _ordered(outputs), name=name)
