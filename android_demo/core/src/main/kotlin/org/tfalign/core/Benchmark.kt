@@ -3,6 +3,7 @@ package org.tfalign.core
 import java.io.File
 import java.io.InputStream
 import java.security.MessageDigest
+import java.util.Locale
 
 /** One runtime configuration: a delegate from schemas/benchmark.schema.json, a thread count, CoreML compute units. */
 data class RuntimeConfig(val delegate: String, val threads: Int?, val computeUnits: String? = null) {
@@ -121,7 +122,7 @@ object Sha256 {
             if (n < 0) break
             md.update(buf, 0, n)
         }
-        return md.digest().joinToString("") { String.format("%02x", it) }
+        return md.digest().joinToString("") { String.format(Locale.ROOT, "%02x", it) }
     }
 
     fun of(file: File): String = file.inputStream().use { of(it) }

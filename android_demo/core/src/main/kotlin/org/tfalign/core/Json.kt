@@ -1,5 +1,7 @@
 package org.tfalign.core
 
+import java.util.Locale
+
 /**
  * A small JSON reader/writer for contracts, golden files and benchmark reports.
  *
@@ -82,7 +84,7 @@ object Json {
                 '\n' -> sb.append("\\n")
                 '\r' -> sb.append("\\r")
                 '\t' -> sb.append("\\t")
-                else -> if (c < ' ') sb.append(String.format("\\u%04x", c - '\u0000')) else sb.append(c)
+                else -> if (c < ' ') sb.append(String.format(Locale.ROOT, "\\u%04x", c - '\u0000')) else sb.append(c)
             }
         }
         sb.append('"')

@@ -1,5 +1,7 @@
 package org.tfalign.core
 
+import java.util.Locale
+
 /** Summary of latency samples; percentiles interpolate linearly between ranks, as NumPy's default does. */
 class LatencySummary(
     val count: Int, val meanMs: Double, val minMs: Double, val maxMs: Double,
@@ -56,7 +58,7 @@ class RollingLatency(private val capacity: Int = 60) {
     /** One line for the overlay, e.g. `pre 1.2 · inference 4.8 · post 0.1 ms (p50 of 60)`. */
     fun overlayText(): String {
         if (size == 0) return "no frames yet"
-        val parts = Stage.values().map { "${it.label} ${String.format("%.1f", summary(it)!!.p50Ms)}" }
+        val parts = Stage.values().map { "${it.label} ${String.format(Locale.ROOT, "%.1f", summary(it)!!.p50Ms)}" }
         return parts.joinToString(" · ") + " ms (p50 of $size)"
     }
 }

@@ -130,7 +130,14 @@ class ContractMathTest {
         assertEquals(3, r.size)
         assertEquals(4.0, r.summary(Stage.PRE)!!.p50Ms, 0.0)
         assertEquals(50.0, r.summary(Stage.INFERENCE)!!.maxMs, 0.0)
-        assertTrue(r.overlayText(), r.overlayText().startsWith("pre 4.0 · inference 40.0 · post 0.5 ms"))
+        // Phones set to a decimal-comma language must still show (and write) "4.0".
+        val saved = java.util.Locale.getDefault()
+        try {
+            java.util.Locale.setDefault(java.util.Locale.GERMANY)
+            assertTrue(r.overlayText(), r.overlayText().startsWith("pre 4.0 · inference 40.0 · post 0.5 ms"))
+        } finally {
+            java.util.Locale.setDefault(saved)
+        }
     }
 
     @Test

@@ -6,6 +6,7 @@ import android.graphics.Color
 import android.graphics.Paint
 import android.util.AttributeSet
 import android.view.View
+import java.util.Locale
 import org.tfalign.demo.camera.FrameResult
 
 /**
@@ -53,6 +54,6 @@ class OverlayView(context: Context, attrs: AttributeSet?) : View(context, attrs)
             }
         }
         canvas.drawText(r.latencyText, 24f, 60f, textPaint)
-        canvas.drawText(r.error ?: String.format("detect %.1f ms", r.detectMs), 24f, 104f, textPaint)
+        canvas.drawText(r.error ?: String.format(Locale.ROOT, "detect %.1f ms", r.detectMs), 24f, 104f, textPaint)
     }
 }
