@@ -34,14 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def predict_image(runner, image, box, refine: int = 2) -> tuple:
-    """(points [N, 2] image pixels, the contract box used last) for one RGB uint8 image and a contract box."""
+    """(points [N, 2] image pixels, the contract box used last, refinement steps run) for one RGB uint8 image.
+
+    Refinement stops early when the predicted points' box is less than a quarter or more than four times the
+    size of the box they came from: the prediction is not a face then, and re-cropping on it would only drift.
+    """
     from tfalign.data import geometry
 
     points = runner.predict(image, box)
+    steps = 0
     for _ in range(refine):
-        box = geometry.points_box(points)
+        new = geometry.points_box(points)
+        ratio = max(new[2], new[3]) / max(box[2], box[3])
+        if not 0.25 <= ratio <= 4.0:
+            break
+        box = new
         points = runner.predict(image, box)
-    return points, box
+        steps += 1
+    return points, box, steps
 
 
 def draw(image_rgb, points, box):
@@ -101,10 +111,10 @@ def run(args) -> list:
     for (path, image), stem in tqdm(list(zip(images, stems)), desc="predict", unit="image",
                                     disable=len(images) < 2):
         start = user_box if user_box is not None else detect.portrait_box(image.shape)
-        points, box = predict_image(runner, image, start, args.refine)
+        points, box, steps = predict_image(runner, image, start, args.refine)
         record = {"image": path, "model": args.model, "scheme": contract["scheme"]["name"],
                   "detector": "box" if user_box is not None else "portrait", "start_box": list(start),
-                  "refine": args.refine, "box": [float(v) for v in box],
+                  "refine": steps, "box": [float(v) for v in box],
                   "point_names": contract["scheme"]["point_names"],
                   "points": [[float(x), float(y)] for x, y in points],
                   "coordinates": "image pixels, 0-based, pixel centres at integers"}
