@@ -6,7 +6,7 @@ baseline (every face predicted as the training mean shape in crop coordinates) o
 where ../shared/data is present, on real LFPW faces (zero-shot transfer). Prints a table and writes
 bench/results/synthetic_learnability.json.
 
-    .venv/bin/python bench/synthetic_learnability.py [--train 1500] [--steps 600] [--size 64]
+    .venv/bin/python bench/synthetic_learnability.py [--train 3000] [--steps 2500] [--size 64]
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 def _parser():
     p = argparse.ArgumentParser(prog="bench/synthetic_learnability.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--train", type=int, default=1500, help="synthetic training faces")
+    p.add_argument("--train", type=int, default=3000, help="synthetic training faces")
     p.add_argument("--test", type=int, default=200, help="held-out synthetic faces (another seed)")
-    p.add_argument("--steps", type=int, default=600, help="training steps")
+    p.add_argument("--steps", type=int, default=2500, help="training steps")
     p.add_argument("--batch", type=int, default=32, help="batch size")
     p.add_argument("--size", type=int, default=64, help="model input side in pixels")
     p.add_argument("--lfpw", default=os.path.join(HERE, "..", "..", "shared", "data", "lfpw", "trainset"),
