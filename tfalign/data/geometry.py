@@ -231,7 +231,9 @@ def face_box(points: np.ndarray, scheme: str, box_scheme: Optional[str] = None) 
     ``box_scheme`` defaults to ``scheme``. When the face is annotated in another markup (say 5-point MTFL faces
     for a 68-point model) the ``box_scheme`` points are converted (``schemes.conversion_matrix``) when a
     conversion exists, else estimated by fitting the mean face to the annotated points with a similarity
-    transform, so that a 5-point face gets the same crop as its 68-point equivalent would.
+    transform, so that a 5-point face gets about the crop its 68-point equivalent would (exactly for a frontal
+    mean-shaped face; with yaw the jaw moves against the eyes and mouth, so the estimate is off by up to ~15% of
+    the box at 15° yaw, comparable to the pipeline's box jitter).
     """
     from tfalign import schemes
 
