@@ -44,29 +44,39 @@ def _synthetic(theta, scales=None, cpu=True, noise=0.0, seed=0):
 
 
 def test_fit_recovers_a_known_cpu_cost_model_and_loo_error_is_near_zero():
-    theta = np.array([300.0, 900.0, 0.4, 0.05])
+    theta = np.array([300.0, 900.0, 0.4, 0.02])
     est = _synthetic(theta)
     fit = est.fits[("cpu", "fp32")]
-    np.testing.assert_allclose(fit["theta"], theta, rtol=1e-6)
-    assert est.error_summary(("cpu", "fp32"))["max_abs_pct"] < 1e-4
+    np.testing.assert_allclose(fit["theta"], theta, rtol=1e-4)
+    assert est.error_summary(("cpu", "fp32"))["max_abs_pct"] < 1e-2
+
+
+def test_per_op_fixed_cost_is_held_to_its_prior_bound():
+    est = _synthetic(np.array([300.0, 900.0, 0.4, 0.2]))
+    assert est.fits[("cpu", "fp32")]["theta"][3] == pytest.approx(phones.MAX_OP_COST["cpu"])
 
 
 def test_device_scale_is_fitted_for_non_cpu_delegates():
-    theta = np.array([50.0, 100.0, 0.1, 0.02])
+    theta = np.array([50.0, 100.0, 0.1, 0.05])
     est = _synthetic(theta, scales={"a": 1.0, "b": 2.5}, cpu=False)
     fit = est.fits[("gpu", "fp32")]
     assert fit["scale"]["b"] / fit["scale"]["a"] == pytest.approx(2.5, rel=1e-4)
 
 
 def test_loo_error_reflects_noise():
-    clean = _synthetic(np.array([300.0, 900.0, 0.4, 0.05]))
-    noisy = _synthetic(np.array([300.0, 900.0, 0.4, 0.05]), noise=0.2)
+    clean = _synthetic(np.array([300.0, 900.0, 0.4, 0.02]))
+    noisy = _synthetic(np.array([300.0, 900.0, 0.4, 0.02]), noise=0.2)
     assert noisy.error_summary(("cpu", "fp32"))["median_abs_pct"] > 5
-    assert clean.error_summary(("cpu", "fp32"))["median_abs_pct"] < 1e-3
+    assert clean.error_summary(("cpu", "fp32"))["median_abs_pct"] < 1e-2
 
 
-def test_estimates_are_labelled_with_method_and_error():
-    est = phones.Estimator()
+@pytest.fixture(scope="module")
+def real():
+    return phones.Estimator()
+
+
+def test_estimates_are_labelled_with_method_and_error(real):
+    est = real
     out = est.estimate(OPS, "pixel_3,iphone_xs")
     assert out and all(e["label"] == "ESTIMATE" for e in out)
     done = [e for e in out if e["estimate_ms"] is not None]
@@ -84,8 +94,8 @@ def test_estimates_are_labelled_with_method_and_error():
     assert "ESTIMATE" in phones.table(out)
 
 
-def test_estimate_scales_with_the_work():
-    est = phones.Estimator()
+def test_estimate_scales_with_the_work(real):
+    est = real
     small = est.estimate(OPS, "pixel_3")
     big = est.estimate([dict(o, macs=o["macs"] * 4, bytes=o["bytes"] * 4) for o in OPS], "pixel_3")
     for s, b in zip(small, big):
@@ -93,16 +103,16 @@ def test_estimate_scales_with_the_work():
             assert b["estimate_ms"] >= s["estimate_ms"]
 
 
-def test_precision_picks_the_int8_groups():
-    est = phones.Estimator()
+def test_precision_picks_the_int8_groups(real):
+    est = real
     ops = [dict(o, dtype="int8") for o in OPS]
     assert phones.model_precision(ops) == "int8"
     assert {e["precision"] for e in est.estimate(ops, "pixel_3")} == {"int8"}
     assert phones.model_precision(OPS) == "float"
 
 
-def test_calibration_report_has_leave_one_out_error_on_published_figures():
-    report = {g["group"]: g for g in phones.Estimator().calibration_report()}
+def test_calibration_report_has_leave_one_out_error_on_published_figures(real):
+    report = {g["group"]: g for g in real.calibration_report()}
     assert "cpu/fp32" in report and "gpu/fp32" in report
     cpu = report["cpu/fp32"]
     assert cpu["loo"]["n"] >= 5 and cpu["loo"]["median_abs_pct"] is not None
@@ -110,9 +120,9 @@ def test_calibration_report_has_leave_one_out_error_on_published_figures():
         assert row["published_ms"] > 0 and row["predicted_ms"] > 0 and row["src"]
 
 
-def test_unknown_device_is_an_error():
+def test_unknown_device_is_an_error(real):
     with pytest.raises(ValueError, match="unknown device 'nokia_3310'"):
-        phones.Estimator().estimate(OPS, "nokia_3310")
+        real.estimate(OPS, "nokia_3310")
 
 
 def test_data_files_are_cited_and_consistent():

@@ -8,7 +8,7 @@ Nothing here is a measurement. The model, fitted separately for each (delegate, 
 - ``S_device`` for CPU groups (LiteRT builtin kernels, XNNPACK) is the summed clock (GHz) of the big cores the
   threads run on (devices.json); for GPU / NNAPI / NPU / Core ML it is one speed factor per device, fitted from
   that device's published rows (the device with most rows is the unit);
-- a..d ≥ 0 are fitted by non-negative least squares on the relative error against published latencies
+- a..d ≥ 0 are fitted by bounded least squares (d, the per-op fixed cost, at most MAX_OP_COST) on the relative error against published latencies
   (published.json, transcribed from ../shared/PHONES.md with sources) of reference networks whose per-op costs
   are in workloads.json (bench/calibrate_phones.py); with fewer than 4 distinct reference networks in a group
   only the total-MACs coefficient is fitted;
@@ -27,9 +27,14 @@ FEATURES = ("dense_gmacs", "dw_gmacs", "mbytes", "ops")
 CPU_DELEGATES = ("cpu", "xnnpack")
 FP16_DELEGATES = ("coreml", "npu")
 LABEL = "ESTIMATE"
+# Upper bounds on the per-op fixed cost d. The reference networks have similar op counts, so d is poorly
+# identified by them alone, and an unbounded d makes models with many small ops look far slower than they are.
+# Dispatching one op costs microseconds on a phone CPU and tens of microseconds for a GPU kernel launch:
+# CPU d <= 0.03 ms*GHz (about 10 us per op at 3 GHz), other delegates d <= 0.1 ms per op on the reference device.
+MAX_OP_COST = {"cpu": 0.03, "other": 0.1}
 METHOD = ("linear per-op cost model t = sum_op(a*dense_GMACs + b*depthwise_GMACs + c*MB + d) / S; S = summed GHz of "
           "the big cores used (CPU delegates) or a per-device factor fitted to that device's published figures "
-          "(other delegates); a..d >= 0 fitted by NNLS on relative error to published phone latencies "
+          "(other delegates); a..d >= 0 (d bounded by a per-op dispatch prior) fitted by least squares on relative error to published phone latencies "
           "(published.json); error = leave-one-out over those figures")
 
 
@@ -113,7 +118,6 @@ class Estimator:
         return np.array([True, True, False, False])  # too few networks: one MAC coefficient (dense = depthwise)
 
     def _fit(self, rows, delegate) -> dict:
-        from scipy.optimize import nnls
         mask = self._mask(rows)
         tied = not mask[2]
         x = np.array([r["x"] for r in rows])
@@ -124,17 +128,23 @@ class Estimator:
         cpu = delegate in CPU_DELEGATES
         ref = max(set(devs), key=devs.count)
         scale = {d: 1.0 for d in devs}
-        for _ in range(1 if cpu else 30):
+        bound = None if tied else MAX_OP_COST["cpu" if cpu else "other"]
+        for _ in range(1 if cpu else 50):
             s = np.array([r["speed"] if cpu else scale[r["device"]] for r in rows])
             # Divide each equation by its observed time: the fit minimises relative, not absolute, error.
-            theta, _ = nnls(x / (s * t)[:, None], np.ones(len(rows)))
+            theta = _bounded_nnls(x / (s * t)[:, None], np.ones(len(rows)), bound)
             if cpu:
                 break
             pred = x @ theta
+            change = 0.0
             for d in scale:
                 if d != ref:
                     idx = [i for i, dd in enumerate(devs) if dd == d]
-                    scale[d] = float(np.median(pred[idx] / t[idx]))
+                    new = float(np.median(pred[idx] / t[idx]))
+                    change = max(change, abs(new - scale[d]) / max(scale[d], 1e-12))
+                    scale[d] = new
+            if change < 1e-9:
+                break
         full = np.zeros(len(FEATURES))
         if tied:
             full[0] = full[1] = theta[0]
@@ -241,6 +251,21 @@ class Estimator:
                 raise ValueError(f"--devices: unknown device {w!r} (known: {', '.join(self.devices)})")
             keys.extend(h for h in hit if h not in keys)
         return keys
+
+
+def _bounded_nnls(a, b, bound):
+    """min ||a x - b|| with x >= 0 and x[3] <= bound. If the plain NNLS optimum breaks the bound, the optimum of
+    this convex problem lies on the face x[3] = bound, so fix it there and solve the rest."""
+    from scipy.optimize import nnls
+    x, _ = nnls(a, b)
+    if bound is None or x[3] <= bound:
+        return x
+    rest = [0, 1, 2]
+    xr, _ = nnls(a[:, rest], b - a[:, 3] * bound)
+    out = np.zeros(a.shape[1])
+    out[rest] = xr
+    out[3] = bound
+    return out
 
 
 def _top_types(ops, per_op, n: int = 3) -> list[dict]:
