@@ -224,3 +224,17 @@ def test_kill_9_mid_epoch_then_resume_continues_from_the_last_checkpoint(tmp_pat
     assert json.loads(last.read_text())["epoch"] == 3
     leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
     assert not leftovers
+
+
+def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    from tfalign.training.testing import TinyTest
+    real = TinyTest.loss
+
+    def poisoned(self, config, outputs, batch):
+        total, parts = real(self, config, outputs, batch)
+        return total * float("nan"), parts
+
+    monkeypatch.setattr(TinyTest, "loss", poisoned)
+    assert _main([*TINY, "--epochs", 2, "--steps-per-epoch", 2, "--out", tmp_path / "run"]) == 1
+    err = capsys.readouterr().err
+    assert "the loss became nan at epoch 1, step 1; last good checkpoint: none" in err

@@ -192,6 +192,7 @@ class Trainer:
             epoch_seed = int(self.rng.uniform_full_int([], tf.int64).numpy() & 0x7FFFFFFF)
             t0 = time.time()
             train_stats = self._train_epoch(epoch, epoch_seed, writers)
+            train_seconds = time.time() - t0
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch)
             val = self._validate()
@@ -201,6 +202,8 @@ class Trainer:
                 self.best_nme.assign(primary)
             self.epoch.assign(epoch)
             record = {"epoch": epoch, "seed": epoch_seed, "seconds": round(time.time() - t0, 3),
+                      "train_seconds": round(train_seconds, 3),
+                      "faces_per_second": round(self.steps_per_epoch * self.run.batch_size / train_seconds, 2),
                       "learning_rate": float(self.optimizer.learning_rate(self.optimizer.iterations).numpy())
                       if callable(self.optimizer.learning_rate) else float(self.optimizer.learning_rate.numpy()),
                       "step": int(self.optimizer.iterations.numpy()), "train": train_stats,
@@ -310,7 +313,8 @@ class Trainer:
             star = " (best)" if record["best"] else ""
             print(f"epoch {record['epoch']}/{self.run.epochs}: loss {record['train']['loss']:.4g}, "
                   f"val NME {record['val_nme']:.4%}{star}, lr {record['learning_rate']:.3g}, "
-                  f"{record['seconds']:.1f}s", file=sys.stderr, flush=True)
+                  f"{record['faces_per_second']:.0f} faces/s, {record['seconds']:.1f}s", file=sys.stderr,
+                  flush=True)
 
 
 def _progress(total: int, desc: str, enabled: bool):
