@@ -5,9 +5,11 @@ Nothing here is a measurement. The model, fitted separately for each (delegate, 
     t_ms = Σ_op (a·dense_GMACs + b·depthwise_GMACs + c·MB_moved + d) / S_device
 
 - per-op costs come from ``perop.graph_ops`` (the same code for the user's model and for the references);
-- ``S_device`` for CPU groups (LiteRT builtin kernels, XNNPACK) is the summed clock (GHz) of the big cores the
-  threads run on (devices.json); for GPU / NNAPI / NPU / Core ML it is one speed factor per device, fitted from
-  that device's published rows (the device with most rows is the unit);
+- ``S_device`` for CPU groups (LiteRT builtin kernels, XNNPACK) is f_family × (GHz of the fastest big core +
+  η × GHz of each further big core a thread runs on) from devices.json, with the parallel efficiency η and one
+  factor per CPU family (Android cores vs Apple cores, which do more per clock) fitted per group; for GPU /
+  NNAPI / NPU / Core ML it is one speed factor per device, fitted from that device's published rows (the device
+  with most rows is the unit);
 - a..d ≥ 0 are fitted by bounded least squares (d, the per-op fixed cost, at most MAX_OP_COST) on the relative error against published latencies
   (published.json, transcribed from ../shared/PHONES.md with sources) of reference networks whose per-op costs
   are in workloads.json (bench/calibrate_phones.py); with fewer than 4 distinct reference networks in a group
@@ -32,9 +34,10 @@ LABEL = "ESTIMATE"
 # Dispatching one op costs microseconds on a phone CPU and tens of microseconds for a GPU kernel launch:
 # CPU d <= 0.03 ms*GHz (about 10 us per op at 3 GHz), other delegates d <= 0.1 ms per op on the reference device.
 MAX_OP_COST = {"cpu": 0.03, "other": 0.1}
-METHOD = ("linear per-op cost model t = sum_op(a*dense_GMACs + b*depthwise_GMACs + c*MB + d) / S; S = summed GHz of "
-          "the big cores used (CPU delegates) or a per-device factor fitted to that device's published figures "
-          "(other delegates); a..d >= 0 (d bounded by a per-op dispatch prior) fitted by least squares on relative error to published phone latencies "
+METHOD = ("linear per-op cost model t = sum_op(a*dense_GMACs + b*depthwise_GMACs + c*MB + d) / S; CPU delegates: "
+          "S = f_family * (GHz of the first big core + eta * GHz of each further big core used), f_family fitted per "
+          "CPU family (Android / Apple), eta (parallel efficiency) fitted per group; other delegates: S = a "
+          "per-device factor fitted to that device's published figures; a..d >= 0 (d bounded by a per-op dispatch prior) fitted by least squares on relative error to published phone latencies "
           "(published.json); error = leave-one-out over those figures")
 
 
@@ -70,13 +73,18 @@ def group_precision(delegate: str, precision: str) -> str:
     return "fp16" if delegate in FP16_DELEGATES else "fp32"
 
 
-def cpu_speed(device: dict, threads: int) -> float | None:
-    """Summed GHz of the ``threads`` fastest big cores (threads beyond the big cores add nothing)."""
+ETA_GRID = tuple(np.round(np.arange(0.3, 1.0001, 0.05), 2))
+
+
+def cpu_speed(device: dict, threads: int, eta: float = 1.0) -> float | None:
+    """GHz of the fastest big core plus ``eta`` × the GHz of each further big core a thread runs on (threads
+    beyond the big cores add nothing: LiteRT apps pin to big cores)."""
     clocks = sorted((c["ghz"] for c in device.get("big_cores", []) for _ in range(c["count"]) if c.get("ghz")),
                     reverse=True)
     if not clocks:
         return None
-    return float(sum(clocks[:max(1, int(threads))]))
+    used = clocks[:max(1, int(threads))]
+    return float(used[0] + eta * sum(used[1:]))
 
 
 class Estimator:
@@ -118,45 +126,63 @@ class Estimator:
         return np.array([True, True, False, False])  # too few networks: one MAC coefficient (dense = depthwise)
 
     def _fit(self, rows, delegate) -> dict:
+        cpu = delegate in CPU_DELEGATES
+        if not cpu:
+            return self._fit_eta(rows, delegate, None)
+        # Parallel efficiency: extra threads add eta x their clock. Chosen on a grid by the same relative error.
+        fits = [self._fit_eta(rows, delegate, eta) for eta in ETA_GRID]
+        return min(fits, key=lambda f: f["loss"])
+
+    def _fit_eta(self, rows, delegate, eta) -> dict:
         mask = self._mask(rows)
         tied = not mask[2]
         x = np.array([r["x"] for r in rows])
         if tied:
             x = np.stack([x[:, 0] + x[:, 1]], axis=1)
         t = np.array([r["latency_ms"] for r in rows], dtype=float)
-        devs = [r["device"] for r in rows]
         cpu = delegate in CPU_DELEGATES
-        ref = max(set(devs), key=devs.count)
-        scale = {d: 1.0 for d in devs}
+        # Speed factors: per device for accelerators; per CPU family for CPUs (Apple cores do more per GHz).
+        keys = [self._scale_key(delegate, r["device"]) for r in rows]
+        base = np.array([cpu_speed(self.devices[r["device"]], r["threads"] or 1, eta) if cpu else 1.0
+                         for r in rows])
+        ref = max(set(keys), key=keys.count)
+        scale = {k: 1.0 for k in keys}
         bound = None if tied else MAX_OP_COST["cpu" if cpu else "other"]
-        for _ in range(1 if cpu else 50):
-            s = np.array([r["speed"] if cpu else scale[r["device"]] for r in rows])
+        for _ in range(50):
+            s = base * np.array([scale[k] for k in keys])
             # Divide each equation by its observed time: the fit minimises relative, not absolute, error.
             theta = _bounded_nnls(x / (s * t)[:, None], np.ones(len(rows)), bound)
-            if cpu:
-                break
-            pred = x @ theta
+            pred = x @ theta / base
             change = 0.0
-            for d in scale:
-                if d != ref:
-                    idx = [i for i, dd in enumerate(devs) if dd == d]
+            for k in scale:
+                if k != ref:
+                    idx = [i for i, kk in enumerate(keys) if kk == k]
                     new = float(np.median(pred[idx] / t[idx]))
-                    change = max(change, abs(new - scale[d]) / max(scale[d], 1e-12))
-                    scale[d] = new
+                    change = max(change, abs(new - scale[k]) / max(scale[k], 1e-12))
+                    scale[k] = new
             if change < 1e-9:
                 break
+        s = base * np.array([scale[k] for k in keys])
+        loss = float(np.sum(((x @ theta) / s / t - 1.0) ** 2))
         full = np.zeros(len(FEATURES))
         if tied:
             full[0] = full[1] = theta[0]
         else:
             full[:] = theta
-        return {"theta": full, "scale": None if cpu else scale, "reference_device": None if cpu else ref,
+        return {"theta": full, "scale": scale, "reference": ref, "eta": eta, "loss": loss,
                 "features": list(FEATURES) if not tied else ["total_gmacs"], "rows": len(rows)}
 
+    def _scale_key(self, delegate, device_key) -> str:
+        return self.devices[device_key].get("os", "android") if delegate in CPU_DELEGATES else device_key
+
     def _speed(self, fit, delegate, device_key, threads):
+        """Speed of a device in a fitted group, or None when nothing calibrates it."""
+        factor = fit["scale"].get(self._scale_key(delegate, device_key))
         if delegate in CPU_DELEGATES:
-            return cpu_speed(self.devices[device_key], threads or 1)
-        return (fit["scale"] or {}).get(device_key)
+            base = cpu_speed(self.devices[device_key], threads or 1, fit["eta"])
+            # A CPU family without rows in this group (e.g. iOS in the XNNPACK bench) is taken at the unit factor.
+            return None if base is None else base * (factor if factor is not None else 1.0)
+        return factor
 
     def _loo(self, rows, delegate) -> list[dict]:
         out = []
@@ -164,8 +190,9 @@ class Estimator:
             rest = rows[:i] + rows[i + 1:]
             if not rest:
                 continue
-            if delegate not in CPU_DELEGATES and not any(r["device"] == row["device"] for r in rest):
-                continue  # its device's speed factor would come from this very row
+            key = self._scale_key(delegate, row["device"])
+            if not any(self._scale_key(delegate, r["device"]) == key for r in rest):
+                continue  # its speed factor would come from this very row
             fit = self._fit(rest, delegate)
             s = self._speed(fit, delegate, row["device"], row["threads"])
             pred = float(row["x"] @ fit["theta"]) / s
@@ -191,7 +218,8 @@ class Estimator:
                         "workloads": len({r["workload"] for r in rows}),
                         "sources": sorted({r["src"] for r in rows}),
                         "coefficients": dict(zip(FEATURES, map(float, fit["theta"]))),
-                        "fitted_features": fit["features"], "device_scale": fit["scale"],
+                        "fitted_features": fit["features"], "speed_factors": fit["scale"],
+                        "speed_factor_reference": fit["reference"], "parallel_efficiency": fit["eta"],
                         "loo": self.error_summary(key), "loo_rows": self.loo[key]})
         return out
 
