@@ -8,8 +8,9 @@ as for a user's model, so every reference is rebuilt from its published architec
 1-byte activations and weights (bytes / 4; int32 biases are negligible).
 
 Run once when the feature definition changes (minutes on 2 cores):
-    .venv/bin/python bench/calibrate_phones.py [--extra NAME=FILE.tflite ...]
-Writes mobile_export/profile/workloads.json and prints MACs against the published MACs as a check.
+    .venv/bin/python bench/calibrate_phones.py [--extra NAME=FILE.tflite ...] [--report-only]
+Writes mobile_export/profile/workloads.json and prints MACs against the published MACs as a check, then fits the
+estimator and writes its leave-one-out error per (delegate, precision) group to bench/results/phone_calibration.json.
 """
 from __future__ import annotations
 
@@ -69,7 +70,12 @@ def main(argv=None):
                     help="also compute the workload of an existing .tflite (e.g. MediaPipe's face_landmark)")
     ap.add_argument("--only", default="", help="comma-separated reference ids to (re)compute; default all")
     ap.add_argument("--out", default=str(REPO / "mobile_export" / "profile" / "workloads.json"))
+    ap.add_argument("--report-only", action="store_true", help="only fit and report (no conversions)")
+    ap.add_argument("--skip-references", action="store_true",
+                    help="keep the stored reference workloads; only add --extra ones")
     args = ap.parse_args(argv)
+    if args.report_only:
+        return report()
     import json
 
     from tqdm import tqdm
@@ -78,7 +84,7 @@ def main(argv=None):
     out_path = pathlib.Path(args.out)
     existing = json.loads(out_path.read_text()) if out_path.exists() else {}
     workloads = dict(existing.get("workloads", {}))
-    todo = [k for k in REFERENCES if not args.only or k in args.only.split(",")]
+    todo = [] if args.skip_references else [k for k in REFERENCES if not args.only or k in args.only.split(",")]
     for key in tqdm(todo, desc="reference models", unit="model"):
         builder, kwargs, size, _ = REFERENCES[key]
         src = f"keras.applications.{builder}({', '.join(f'{k}={v}' for k, v in kwargs.items())}" \
@@ -98,6 +104,23 @@ def main(argv=None):
         pub = w.get("published_mmacs")
         print(f"{k:34s} {w['macs'] / 1e6:9.1f} {'' if pub is None else pub:>9} {w['num_ops']:4d}")
     print(f"wrote {out_path}")
+    report()
+
+
+def report():
+    from mobile_export.profile import common, phones
+    from tfalign.io import atomic_write_json
+    est = phones.Estimator()
+    cal = est.calibration_report()
+    print(common.fmt_table(
+        ["group", "rows", "networks", "devices", "eta", "LOO n", "median |err|", "max |err|"],
+        [(c["group"], c["rows"], c["workloads"], len(c["devices"]), c["parallel_efficiency"] or "-", c["loo"]["n"],
+          "-" if c["loo"]["median_abs_pct"] is None else f"{c['loo']['median_abs_pct']:.1f}%",
+          "-" if c["loo"]["max_abs_pct"] is None else f"{c['loo']['max_abs_pct']:.1f}%") for c in cal]))
+    out = REPO / "bench" / "results" / "phone_calibration.json"
+    atomic_write_json(out, {"method": phones.METHOD, "groups": cal,
+                            "skipped_rows": [{k: v for k, v in r.items() if k != "x"} for r in est.skipped]})
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
