@@ -162,6 +162,30 @@ def test_core_unit_tests_fail_on_a_wrong_vector(tmp_path):
     assert cases["cases"][5]["name"] in out and euro["cases"][2]["name"] in out, out[-3000:]
 
 
+def test_core_request_runner_matches_the_vectors_and_rejects_bad_requests(tmp_path):
+    """CliKt (used by bench/app_core_parity.py on real exported models) computes what the vectors say."""
+    _jvm_tools()
+    assert _run_core().returncode == 0
+    golden = json.loads(ref.APP_CASES_FILE.read_text())
+    cp = f"{CORE / 'build' / 'kotlinc' / 'main'}:/usr/share/java/kotlin-stdlib.jar"
+    case = next(c for c in golden["cases"] if c["name"].startswith("uint8_gray_center"))
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"contract": case["contract"], "image": golden["image"], "box": case["box"],
+                                   "raw_output": case["raw_output"]}))
+    proc = subprocess.run(["java", "-cp", cp, "org.tfalign.core.CliKt", str(request)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    np.testing.assert_allclose(got["window"], case["expected_window"], atol=1e-9)
+    np.testing.assert_array_equal(got["input"], case["expected_input"])
+    np.testing.assert_allclose(np.reshape(got["points"], (-1, 2)), case["expected_points"], atol=1e-4)
+    bad = dict(json.loads(request.read_text()), box=[1, 2, 3])
+    request.write_text(json.dumps(bad))
+    proc = subprocess.run(["java", "-cp", cp, "org.tfalign.core.CliKt", str(request)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "box must be [x, y, w, h]" in proc.stderr
+
+
 # --- copy script ---------------------------------------------------------------------------------------------------
 
 def _copy(*args):
