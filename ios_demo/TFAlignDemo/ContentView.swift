@@ -8,11 +8,13 @@ final class AppModel: ObservableObject {
     @Published var models: [ModelEntry] = []
     @Published var selected: ModelEntry? { didSet { reload() } }
     @Published var units: ComputeUnits = .all { didSet { reload() } }
-    @Published var smoothing = true { didSet { let on = smoothing; processor.queue.async { self.processor.smoothing = on } } }
+    @Published var smoothing = true {
+        didSet { let on = smoothing, p = processor; p.queue.async { p.smoothing = on } }
+    }
     @Published var frame = FrameResult()
     @Published var status = ""
     let camera = CameraController()
-    let processor = FrameProcessor()
+    nonisolated let processor = FrameProcessor()
 
     init() {
         let (models, problems) = ModelStore.list()
@@ -45,7 +47,8 @@ final class AppModel: ObservableObject {
             do {
                 let compiled = try await ModelStore.compiled(entry)
                 let predictor = try LandmarkPredictor(entry: entry, compiledURL: compiled, units: units)
-                processor.queue.async { self.processor.predictor = predictor }
+                let p = processor
+                p.queue.async { p.predictor = predictor }
                 status = ""
             } catch {
                 status = "\(entry.name) on \(units.rawValue): \(error)"

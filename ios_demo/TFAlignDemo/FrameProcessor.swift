@@ -15,8 +15,9 @@ struct FrameResult {
 
 /// Camera frame → Vision face box → calibrated box → landmarks → one-euro smoothing. Latency stages (TFAlignCore
 /// `RollingLatency`): pre = crop + input, inference = CoreML prediction, post = decoding + smoothing; Vision's
-/// detection is reported on its own. Runs on the capture queue, which also owns `predictor`.
-final class FrameProcessor: NSObject, AVCaptureVideoDataOutputSampleBufferDelegate {
+/// detection is reported on its own. Its state is touched only on `queue` (the capture queue; the UI changes
+/// settings with `queue.async`), hence `@unchecked Sendable`.
+final class FrameProcessor: NSObject, AVCaptureVideoDataOutputSampleBufferDelegate, @unchecked Sendable {
     let queue = DispatchQueue(label: "tfalign.frames")
     var predictor: LandmarkPredictor? {
         didSet { smoother.reset(); latency = RollingLatency(capacity: 60) }

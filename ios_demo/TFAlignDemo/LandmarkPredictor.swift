@@ -27,8 +27,9 @@ struct Estimate {
 
 /// Runs one contract-described CoreML model: crop + normalise (TFAlignCore `InputEncoder`), predict, decode
 /// (TFAlignCore `LandmarkDecoder`). Image inputs (`normalization: "model"`) get a pixel buffer, others an
-/// MLMultiArray. Not thread-safe: the capture queue owns it.
-final class LandmarkPredictor {
+/// MLMultiArray. Not thread-safe: it is handed to the capture queue once and used only there (hence
+/// `@unchecked Sendable`).
+final class LandmarkPredictor: @unchecked Sendable {
     let entry: ModelEntry
     let model: MLModel
     private let contract: ModelContract
@@ -104,7 +105,7 @@ final class LandmarkPredictor {
         if inputBuffer == nil {
             let format = inp.gray ? kCVPixelFormatType_OneComponent8 : kCVPixelFormatType_32BGRA
             var pb: CVPixelBuffer?
-            let attrs = [kCVPixelBufferIOSurfacePropertiesKey: [:]] as CFDictionary
+            let attrs = [kCVPixelBufferIOSurfacePropertiesKey as String: [String: Any]()] as CFDictionary
             guard CVPixelBufferCreate(nil, inp.width, inp.height, format, attrs, &pb) == kCVReturnSuccess, let made = pb else {
                 throw ContractError("cannot allocate a \(inp.width)x\(inp.height) pixel buffer")
             }
