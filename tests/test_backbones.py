@@ -93,3 +93,11 @@ def test_weights_file_errors_name_the_file(tmp_path):
     junk.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="junk.h5: not a Keras .h5 weights file"):
         _model("resnet18", 64, weights=str(junk))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_large"])
+def test_batchnorm_momentum_is_pytorchs_everywhere(name):
+    # keras.applications' 0.999 leaves the moving statistics near their initial values after a short run.
+    m = _model(name, 64, stride=64, extra_channels=8)
+    momenta = {l.momentum for l in m.layers if isinstance(l, keras.layers.BatchNormalization)}
+    assert momenta == {bb.BN_MOMENTUM} == {0.9}

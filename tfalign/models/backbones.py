@@ -29,6 +29,8 @@ from tfalign._keras import keras, layers
 
 # Output strides reachable with the paper's extra layers.
 STRIDES = (16, 32, 64, 128)
+# BatchNorm moving-average momentum of every backbone (PyTorch's 0.1 update rate, as in the authors' code).
+BN_MOMENTUM = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +112,7 @@ def build_backbone(name: str, input_tensor, *, stride: int = 32, weights: Option
     if stride == 16:
         features = layers.Conv2DTranspose(extra_channels, 4, strides=2, padding="same", use_bias=False,
                                           name=f"{prefix}extra_up1_deconv")(features)
-        features = layers.BatchNormalization(name=f"{prefix}extra_up1_bn")(features)
+        features = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}extra_up1_bn")(features)
         features = layers.ReLU(name=f"{prefix}extra_up1_relu")(features)
     return features
 
@@ -133,7 +135,7 @@ def _load_by_name(model, path: str):
 
 def _conv_bn_relu(x, filters, kernel, strides, name):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -145,7 +147,7 @@ def _resnet18(x):
     # Explicit padding reproduces PyTorch's conv1/maxpool geometry so ported ImageNet weights line up.
     x = layers.ZeroPadding2D(3, name="resnet18_conv1_pad")(x)
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="resnet18_conv1")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, name="resnet18_bn1")(x)
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=BN_MOMENTUM, name="resnet18_bn1")(x)
     x = layers.ReLU(name="resnet18_relu1")(x)
     x = layers.ZeroPadding2D(1, name="resnet18_pool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="resnet18_pool")(x)
@@ -160,16 +162,16 @@ def _basic_block(x, filters, strides, name):
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_down_conv")(x)
-        shortcut = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_down_bn")(shortcut)
+        shortcut = layers.BatchNormalization(epsilon=1e-5, momentum=BN_MOMENTUM, name=f"{name}_down_bn")(shortcut)
     if strides != 1:
         x = layers.ZeroPadding2D(1, name=f"{name}_pad1")(x)
         x = layers.Conv2D(filters, 3, strides=strides, use_bias=False, name=f"{name}_conv1")(x)
     else:
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_bn1")(x)
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=BN_MOMENTUM, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_bn2")(x)
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=BN_MOMENTUM, name=f"{name}_bn2")(x)
     x = layers.Add(name=f"{name}_add")([x, shortcut])
     return layers.ReLU(name=f"{name}_out")(x)
 
@@ -178,6 +180,12 @@ def _basic_block(x, filters, strides, name):
 def _application_features(app_fn, x, **kwargs):
     # Built on our tensor (input_tensor=...), the application's layers join the caller's graph unnested.
     app = app_fn(input_tensor=x, include_top=False, weights=None, **kwargs)
+    for layer in app.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            # keras.applications uses 0.999 (tuned for ImageNet's 1M-step runs): after a few hundred steps the
+            # moving statistics have barely left their initial values and inference is wrong. 0.9 is PyTorch's
+            # default, i.e. what the authors' PIPNet trained with; it is kept in get_config.
+            layer.momentum = BN_MOMENTUM
     return app.output
 
 

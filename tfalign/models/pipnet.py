@@ -28,6 +28,7 @@ Differences from the authors' code, on purpose:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Optional
@@ -139,10 +140,48 @@ def load_mean_face(schemes, path: str = MEAN_FACE_FILE) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
+def mean_face_from_records(records, input_spec) -> np.ndarray:
+    """Training mean face [N, 2] of ``records`` in the crop ``input_spec`` defines (normalised, edge origin),
+    over the faces annotating each point (a 5-point face adds nothing to a 68-point mean)."""
+    from tfalign.data import geometry
+    from tfalign.data.pipeline import record_targets
+    from tfalign.data.targets import mean_shape
+    if not records:
+        raise ValueError("mean face: no training records")
+    box_scheme = input_spec.schemes[0]
+    shapes, masks = [], []
+    for rec in records:
+        # The pipeline's crop: the face box of the first scheme's points (tfalign.data.pipeline).
+        affine = geometry.box_affine(geometry.face_box(rec.points, rec.scheme, box_scheme), input_spec)
+        pts, mask = record_targets(rec, input_spec.schemes)[:2]
+        shapes.append(geometry.points_to_crop(pts, affine, input_spec))
+        masks.append(mask)
+    return mean_shape(np.stack(shapes), np.stack(masks))
+
+
+def write_mean_face(path: str, face, scheme: str, source: str) -> None:
+    """Add/replace ``scheme``'s mean face in the JSON file ``load_mean_face`` reads (atomic write)."""
+    from tfalign.io import atomic_write_json
+    data = {"mean_faces": {}}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    data.setdefault("sources", {})[scheme] = source
+    data["mean_faces"][scheme] = np.round(np.asarray(face, np.float64), 5).tolist()
+    atomic_write_json(path, data)
+
+
 def resolve_neighbors(config: PIPNetConfig) -> np.ndarray:
-    if config.neighbors:
-        return np.asarray(config.neighbors, np.int32).reshape(config.input.num_points, config.num_neighbors)
-    return nearest_neighbors(load_mean_face(config.input.schemes), config.num_neighbors)
+    """[N, C] neighbour indices: ``config.neighbors`` or the packaged mean face's nearest landmarks."""
+    return _neighbors(tuple(config.input.schemes), config.num_neighbors, config.neighbors).copy()
+
+
+@functools.lru_cache(maxsize=16)
+@tf.autograph.experimental.do_not_convert  # plain NumPy, run once per config while the loss is traced
+def _neighbors(schemes: tuple, num_neighbors: int, explicit: tuple) -> np.ndarray:
+    if explicit:
+        return np.asarray(explicit, np.int32).reshape(-1, num_neighbors)
+    return nearest_neighbors(load_mean_face(schemes), num_neighbors)
 
 
 def nrm_merge_matrix(neighbors) -> np.ndarray:
