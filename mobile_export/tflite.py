@@ -23,11 +23,11 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from tfalign import layers as tfa_layers
 from tfalign._keras import keras, tf
+from quantization.presets import keeps_float  # noqa: F401  (the int8 float-keep policy, shared with QAT)
 from tfalign.runtime import METADATA_NAME
 
-QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
 IO_DTYPES = ("int8", "uint8")
 # Ops that only move data between int8 and float: not counted when measuring int8 coverage.
 _CAST_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -51,7 +51,7 @@ def static_function(model):
 
 
 def convert(model, quantize: str = "none", representative: Optional[Callable[[], Iterable]] = None,
-            io_dtype: str = "int8") -> bytes:
+            io_dtype: str = "int8", preset=None) -> bytes:
     """Convert a single-input Keras model to TFLite bytes (builtin ops only).
 
     Args:
@@ -60,28 +60,27 @@ def convert(model, quantize: str = "none", representative: Optional[Callable[[],
         representative: for ``int8``, a callable returning an iterable of float32 arrays shaped like the input
             (batch 1); calibration data.
         io_dtype: for ``int8``: ``int8`` or ``uint8`` input (and output, where the output op is quantized).
+        preset: a ``quantization.presets.QuantizationPreset`` instead of ``quantize``/``representative``/
+            ``io_dtype`` (``for_qat()`` converts a quantization-aware-trained model).
     """
+    from quantization import presets
+
+    if preset is not None:
+        quantize = {"float32": "none"}.get(preset.mode, preset.mode)
+        representative = preset.representative
+        io_dtype = preset.io_dtype if preset.io_dtype != "float32" else "int8"
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"--quantize: unknown mode '{quantize}' (choose from {', '.join(QUANTIZE_MODES)})")
     if io_dtype not in IO_DTYPES:
         raise ExportError(f"--io-dtype: unknown dtype '{io_dtype}' (choose from {', '.join(IO_DTYPES)})")
     if quantize == "int8" and representative is None:
         raise ExportError("int8 quantization needs calibration data (representative faces)")
+    if preset is None:
+        preset = presets.from_name(quantize, representative, io_dtype if quantize == "int8" else None)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([static_function(model)], model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize in ("float16", "dynamic", "int8"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
+    # The converter settings of each mode live in quantization/presets.py, shared with QAT and the benchmarks.
+    preset.configure(converter, [1] + list(model.inputs[0].shape[1:]))
     if quantize == "int8":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                               tf.lite.OpsSet.TFLITE_BUILTINS]
-
-        def gen():
-            for x in representative():
-                yield [np.asarray(x, np.float32).reshape([1] + list(model.inputs[0].shape[1:]))]
-
-        converter.representative_dataset = gen
         # Calibrate only, then quantize ourselves: the public converter cannot keep chosen nodes float.
         converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented selective-quantization path
     try:
@@ -103,18 +102,6 @@ def _quantize_calibrated(calibrated: bytes, model, io_dtype: str) -> bytes:
     dtype = tf.int8 if io_dtype == "int8" else tf.uint8
     # A float output (produced by a float-kept layer) stays float32: modify_model_io_type leaves it alone.
     return bytes(tfl_util.modify_model_io_type(quantized, dtype, dtype))
-
-
-def keeps_float(layer) -> bool:
-    """Whether ``layer`` stays float in int8 exports: an explicit ``keep_float_in_int8`` attribute wins; else the
-    spatial softmaxes (SpatialSoftmax, SoftArgmax with ``normalize="softmax"``). SoftArgmax with ``sum`` or
-    ``none`` normalisation divides by the map's own sum, which survives int8, so it is quantized."""
-    explicit = getattr(layer, "keep_float_in_int8", None)
-    if explicit is not None:
-        return bool(explicit)
-    if isinstance(layer, tfa_layers.SpatialSoftmax):
-        return True
-    return isinstance(layer, tfa_layers.SoftArgmax) and layer.normalize == "softmax"
 
 
 def _layer_scopes(model) -> tuple[set, set]:

@@ -121,6 +121,21 @@ def for_qat(io_dtype: str = "float32") -> QuantizationPreset:
     return QuantizationPreset("qat", None, io_dtype)
 
 
+def keeps_float(layer) -> bool:
+    """Whether ``layer`` stays float in int8 models (PTQ export and QAT alike): an explicit ``keep_float_in_int8``
+    attribute wins; else the spatial softmaxes (SpatialSoftmax, SoftArgmax with ``normalize="softmax"``): a softmax
+    over thousands of cells has int8 output scale 1/256, so most cells become 0 (../shared/STACK.md). SoftArgmax
+    with ``sum`` or ``none`` normalisation divides by the map's own sum, which survives int8, so it is quantized."""
+    from tfalign import layers as tfa_layers
+
+    explicit = getattr(layer, "keep_float_in_int8", None)
+    if explicit is not None:
+        return bool(explicit)
+    if isinstance(layer, tfa_layers.SpatialSoftmax):
+        return True
+    return isinstance(layer, tfa_layers.SoftArgmax) and layer.normalize == "softmax"
+
+
 _BY_EXPORT_NAME = {"none": "float32", "float32": "float32", "float16": "float16", "dynamic": "dynamic",
                    "int8": "int8", "qat": "qat"}
 
@@ -136,4 +151,4 @@ def from_name(name: str, representative=None, io_dtype: Optional[str] = None) ->
 
 
 __all__ = ["QuantizationPreset", "MODES", "IO_DTYPES", "for_float32", "for_float16", "for_dynamic", "for_int8",
-           "for_qat", "from_name"]
+           "for_qat", "from_name", "keeps_float"]

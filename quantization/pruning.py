@@ -16,7 +16,8 @@ reuses every other layer as it is. DepthwiseConv2D has no prunable weights in tf
 Example::
 
     pruned = pruning.prune_model(model, 0.5, end_step=2000)
-    pruning.fine_tune(pruned, run_settings, "runs/pruned")   # the trainer, with UpdatePruningStep
+    pruned, history = pruning.fine_tune(
+        lambda: pruning.prune_model(pruning.copy_model(model), 0.5, end_step=2000), run_settings, "runs/pruned")
     final = pruning.strip(pruned)
     print(pruning.format_report(pruning.sparsity_report(final)))
 """
@@ -96,9 +97,8 @@ def one_shot(model, target_sparsity: float, skip: Iterable[str] = ()):
     This is what ``python -m tfalign.export --prune magnitude:S`` does; accuracy recovers only with
     :func:`fine_tune`, so prefer a fine-tuned run for anything but size experiments.
     """
-    copy = keras.models.clone_model(model)  # the wrappers share weights: prune a copy, not the caller's model
-    copy.set_weights(model.get_weights())
-    pruned = prune_model(copy, target_sparsity, end_step=0, skip=skip)
+    # The wrappers share weights with the layers they wrap: prune a copy, not the caller's model.
+    pruned = prune_model(copy_model(model), target_sparsity, end_step=0, skip=skip)
     step = _tfmot().sparsity.keras.UpdatePruningStep()
     step.set_model(pruned)
     step.on_train_begin()
@@ -120,20 +120,40 @@ def pruning_callbacks(log_dir: Optional[str] = None) -> list:
     return out
 
 
-def fine_tune(model, run, out_dir: str, callbacks=(), progress: bool = True) -> dict:
-    """Fine-tune ``model`` (pruned, channel-pruned or QAT) with the package trainer; returns its history.
+def fine_tune(build, run, out_dir: str, callbacks=(), progress: bool = True):
+    """Fine-tune a compressed model with the package trainer: returns ``(trained model, history)``.
 
+    ``build`` is a zero-argument callable returning the model to train (pruned, channel-pruned or QAT copy of a
+    trained model); the trainer calls it inside its ``tf.distribute`` scope, where the variables must be created,
+    e.g. ``lambda: pruning.prune_model(copy_of(model), 0.5, end_step=1000)``.
     ``run`` is a :class:`tfalign.training.runconfig.RunSettings` (model name + config, data/val specs, epochs,
     batch size, ``steps_per_epoch``): the architecture's loss, data pipeline, validation and checkpoints are the
-    trainer's. Pruning wrappers are stepped by :func:`pruning_callbacks` (added automatically when ``model``
-    holds pruning wrappers). The trained weights stay in ``model`` (the trainer trains the object it is given).
+    trainer's. Pruning wrappers are stepped by :func:`pruning_callbacks` (added automatically when the model
+    holds pruning wrappers).
     """
     from tfalign.training.loop import Trainer
+    if not callable(build) or isinstance(build, keras.Model):
+        raise ValueError("fine_tune: pass a callable that builds the model (it runs inside the trainer's "
+                         "distribution scope), e.g. lambda: prune_model(copy, 0.5, end_step=1000)")
     cbs = list(callbacks)
-    if _has_pruning(model) and not any(type(c).__name__ == "UpdatePruningStep" for c in cbs):
-        cbs = pruning_callbacks() + cbs
-    trainer = Trainer(run, out_dir, model_fn=lambda: model, callbacks=cbs, progress=progress)
-    return trainer.fit()
+    holder = []
+
+    def model_fn():
+        holder.append(build())
+        if _has_pruning(holder[0]) and not any(type(c).__name__ == "UpdatePruningStep" for c in cbs):
+            cbs[:0] = pruning_callbacks()
+        return holder[0]
+
+    trainer = Trainer(run, out_dir, model_fn=model_fn, callbacks=cbs, progress=progress)
+    trainer.callbacks = cbs  # filled in by model_fn, which ran inside the constructor
+    return trainer.model, trainer.fit()
+
+
+def copy_model(model):
+    """A copy of ``model`` with its own variables (created in the current ``tf.distribute`` scope)."""
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def _has_pruning(model) -> bool:
@@ -186,5 +206,5 @@ def gzip_size(data) -> int:
     return len(buf.getvalue())
 
 
-__all__ = ["prunable", "schedule", "prune_model", "one_shot", "pruning_callbacks", "fine_tune", "strip",
+__all__ = ["prunable", "schedule", "prune_model", "one_shot", "pruning_callbacks", "fine_tune", "copy_model", "strip",
            "sparsity_report", "format_report", "gzip_size"]

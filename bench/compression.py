@@ -1,0 +1,279 @@
+"""Compression side by side on the edge models: float32 / magnitude-pruned / channel-pruned / PTQ int8 / QAT int8.
+
+For each model (``mobile_two_stage``, ``pipnet_mbv3``), starting from trained weights: shipped ones
+(``tfalign/weights/<name>`` via the architecture's ``load_pretrained``) or a training run (``--model-dir
+NAME=DIR``); without either the model is random and its NME means nothing (the table says so). Then:
+
+* ``float32``: the trained model as it is.
+* ``magnitude``: tfmot magnitude pruning to ``--sparsity`` (PolynomialDecay) fine-tuned through the trainer,
+  stripped; float32 TFLite (same latency expected: sparse weights run dense; the gzip size shows the gain).
+* ``channel``: ``--channel-ratio`` of the filters of every prunable channel space removed (L1 criterion),
+  fine-tuned through the trainer; float32 TFLite.
+* ``ptq_int8``: full-integer post-training quantization of the float model, calibrated on ``--calibration-size``
+  training faces (``quantization.calibration``); soft-argmax family kept float (``presets.keeps_float``).
+* ``qat_int8``: tfmot QAT copy (``quantization.qat``) fine-tuned through the trainer, converted with
+  ``presets.for_qat()``.
+
+Measured per variant: validation NME (inter-ocular, on ``--val``, through the .tflite with LiteRT), params
+(non-zero params too), MACs (from the float graph, ``mobile_export.profile.perop``), .tflite size, gzip -9 size,
+LiteRT latency with 1 thread (median over interleaved rounds: the variants share the machine's noise).
+Goals checked: channel pruning −30 % MACs, ≥ 20 % lower latency, ≤ +3 % relative NME; int8 NME ≤ float × 1.03;
+int8 ≥ 1.5× faster than float32.
+
+Usage::
+
+    python bench/compression.py --model-dir mobile_two_stage=runs/mts --model-dir pipnet_mbv3=runs/pipnet_mbv3_lfpw
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+DEFAULT_TRAIN = "300w:/work/shared/data/lfpw/trainset#train"
+DEFAULT_VAL = "300w:/work/shared/data/lfpw/trainset#val"
+VARIANTS = ("float32", "magnitude", "channel", "ptq_int8", "qat_int8")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="mobile_two_stage,pipnet_mbv3", help="comma-separated model names")
+    p.add_argument("--model-dir", action="append", default=[], metavar="NAME=DIR",
+                   help="training run to start from for NAME when no shipped weights exist (repeatable)")
+    p.add_argument("--data", default=DEFAULT_TRAIN, help="fine-tuning and calibration faces (dataset spec)")
+    p.add_argument("--val", default=DEFAULT_VAL, help="validation faces (dataset spec)")
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per compressed variant (default 2)")
+    p.add_argument("--steps", type=int, default=25, help="steps per fine-tuning epoch (default 25)")
+    p.add_argument("--batch-size", type=int, default=16, help="fine-tuning batch size (default 16)")
+    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate, constant (default 1e-4)")
+    p.add_argument("--sparsity", type=float, default=0.5, help="magnitude pruning target sparsity (default 0.5)")
+    p.add_argument("--channel-ratio", type=float, default=0.35,
+                   help="fraction of filters removed per prunable channel space (default 0.35)")
+    p.add_argument("--calibration-size", type=int, default=64, help="int8 calibration faces (default 64)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
+    p.add_argument("--runs", type=int, default=20, help="invokes per variant per round (default 20)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                 "compression.json"))
+    args = p.parse_args(argv)
+    for flag in ("epochs", "steps", "batch_size", "calibration_size", "rounds", "runs"):
+        if getattr(args, flag) <= 0:
+            p.error(f"--{flag.replace('_', '-')}: must be > 0")
+    bad = set(args.variants.split(",")) - set(VARIANTS)
+    if bad:
+        p.error(f"--variants: unknown {sorted(bad)}")
+    return args
+
+
+def load_base(name: str, model_dirs: dict):
+    """(arch, config, keras model, source) from shipped weights, a run dir, or random init."""
+    import importlib
+
+    from tfalign.models.base import resolve
+    from tfalign.training import load_model_dir
+    arch, config = resolve(name)
+    loader = getattr(importlib.import_module(type(arch).__module__), "load_pretrained", None)
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tfalign", "weights", name)
+    if loader is not None and os.path.isfile(os.path.join(folder, "weights.npz")):
+        model, config = loader(folder)
+        return arch, config, model, f"pretrained:tfalign/weights/{name}"
+    if name in model_dirs:
+        arch, config, model = load_model_dir(model_dirs[name])
+        return arch, config, model, f"run:{model_dirs[name]}"
+    return arch, config, arch.build(config), "random-init (no weights found: NME is meaningless)"
+
+
+class Runner:
+    """A .tflite in LiteRT (1 thread): float or int8 input/output handled from the tensor details."""
+
+    def __init__(self, data: bytes):
+        from ai_edge_litert.interpreter import Interpreter
+        self.it = Interpreter(model_content=data, num_threads=1)
+        self.it.allocate_tensors()
+        self.inp = self.it.get_input_details()[0]
+        self.out = self.it.get_output_details()[0]
+
+    def __call__(self, x):
+        x = np.asarray(x, np.float32)
+        if self.inp["dtype"] != np.float32:
+            scale, zero = self.inp["quantization"]
+            info = np.iinfo(self.inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.inp["dtype"])
+        self.it.set_tensor(self.inp["index"], x)
+        self.it.invoke()
+        y = self.it.get_tensor(self.out["index"])
+        if self.out["dtype"] != np.float32:
+            scale, zero = self.out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y
+
+    def time_ms(self, x, runs: int) -> list:
+        out = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self(x)
+            out.append((time.perf_counter() - t0) * 1e3)
+        return out
+
+
+def tflite_nme(runner, records, spec) -> float:
+    from tfalign.training.evaluation import predict_keras, score, targets
+    pred = predict_keras(lambda x: np.concatenate([runner(x[i:i + 1]) for i in range(len(x))]), records, spec, 1)
+    return float(score(pred, *targets(records, spec.schemes), spec.schemes)["primary"])
+
+
+def macs_of(data: bytes) -> int:
+    from mobile_export.profile.perop import graph_ops, read_model
+    return int(sum(r["macs"] for r in graph_ops(read_model(data))))
+
+
+def finetune(build, arch, config, args, name: str, workdir: str):
+    from tfalign import config as cfg_lib
+    from tfalign.training.runconfig import RunSettings
+    from quantization import pruning
+    data = json.loads(json.dumps(cfg_lib.to_dict(config)))
+    data["train"].update({"learning_rate": args.lr, "schedule": "constant", "batch_size": args.batch_size})
+    run = RunSettings(model=args.current_model, config=data, data=[args.data], val=[args.val], epochs=args.epochs,
+                      batch_size=args.batch_size, seed=0, steps_per_epoch=args.steps)
+    t0 = time.time()
+    model, history = pruning.fine_tune(build, run, os.path.join(workdir, name))
+    return model, {"epochs": args.epochs, "steps_per_epoch": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+            "seconds": round(time.time() - t0, 1), "val_nme_keras": [e["val_nme"] for e in history["epochs"]]}
+
+
+def bench_model(name: str, args, model_dirs: dict) -> dict:
+    from tfalign.training.data import load_specs
+    from mobile_export import tflite
+    from quantization import calibration, channel_pruning, presets, pruning
+    args.current_model = name
+    arch, config, base, source = load_base(name, model_dirs)
+    spec = config.input
+    val = load_specs([args.val], "--val")[0][1]
+    variants = args.variants.split(",")
+    results, runners = {}, {}
+    workdir = tempfile.mkdtemp(prefix=f"compression_{name}_")
+    infer = arch.inference_model(config, base)
+    x0 = None
+
+    def record(key, model_for_params, data: bytes, extra: dict, float_data: bytes = None):
+        runner = Runner(data)
+        runners[key] = runner
+        report = pruning.sparsity_report(model_for_params)
+        params = channel_pruning.count_params(model_for_params)
+        results[key] = {"nme": tflite_nme(runner, val, spec), "params": params,
+                        "nonzero_params": params - report["total"]["zeros"],
+                        "macs": macs_of(float_data or data), "size_bytes": len(data),
+                        "gzip_bytes": pruning.gzip_size(data), **extra}
+        print(f"  {name} {key}: NME {results[key]['nme']:.4%}", file=sys.stderr, flush=True)
+
+    print(f"{name}: weights {source}", file=sys.stderr, flush=True)
+    float_bytes = tflite.convert(infer, preset=presets.for_float32())
+    record("float32", base, float_bytes, {})
+    if "magnitude" in variants:
+        steps = args.epochs * args.steps
+        pruned, ft = finetune(lambda: pruning.prune_model(
+            pruning.copy_model(base), args.sparsity, end_step=max(1, int(0.7 * steps)), frequency=max(1, steps // 10)),
+            arch, config, args, "magnitude", workdir)
+        stripped = pruning.strip(pruned)
+        data = tflite.convert(arch.inference_model(config, stripped), preset=presets.for_float32())
+        record("magnitude", stripped, data, {"target_sparsity": args.sparsity, "finetune": ft,
+                                             "sparsity": pruning.sparsity_report(stripped)["total"]["sparsity"]})
+    if "channel" in variants:
+        slim, plan = channel_pruning.prune_channels(base, args.channel_ratio, "l1")
+        data0 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
+        nme0 = tflite_nme(Runner(data0), val, spec)
+        slim, ft = finetune(lambda: pruning.copy_model(slim), arch, config, args, "channel", workdir)
+        data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
+        record("channel", slim, data, {"ratio": args.channel_ratio, "criterion": "l1",
+                                       "channels_removed": round(plan.removed_fraction(), 4),
+                                       "nme_before_finetune": nme0, "finetune": ft})
+    if "ptq_int8" in variants:
+        rep = calibration.representative_dataset(spec, args.data, args.calibration_size)
+        data = tflite.convert(infer, preset=presets.for_int8(rep))
+        record("ptq_int8", base, data, {"calibration": f"{args.data} ({args.calibration_size} faces)",
+                                        "int8_coverage": tflite.inspect(data)["int8_coverage"]}, float_bytes)
+    if "qat_int8" in variants:
+        from quantization import qat
+        qmodel, ft = finetune(lambda: qat.quantize_model(base), arch, config, args, "qat", workdir)
+        data = tflite.convert(arch.inference_model(config, qmodel), preset=presets.for_qat())
+        record("qat_int8", base, data, {"finetune": ft, "int8_coverage": tflite.inspect(data)["int8_coverage"]},
+               float_bytes)
+
+    # Latency: interleaved rounds so every variant sees the same load on this shared machine.
+    from tfalign.training.data import make_dataset
+    x0 = next(iter(make_dataset(val[:1], spec, training=False, batch_size=1, seed=0)))["image"].numpy()
+    times = {k: [] for k in runners}
+    for r in runners.values():
+        r.time_ms(x0, 5)
+    from tqdm import tqdm
+    for _ in tqdm(range(args.rounds), desc=f"{name} latency rounds", unit="round", file=sys.stderr):
+        for k, r in runners.items():
+            times[k] += r.time_ms(x0, args.runs)
+    for k in runners:
+        results[k]["latency_ms"] = float(np.median(times[k]))
+        results[k]["latency_p10_ms"] = float(np.percentile(times[k], 10))
+    return {"weights": source, "input": [spec.height, spec.width, spec.channels], "val": args.val,
+            "val_faces": len(val), "variants": results, "goals": goals(results)}
+
+
+def goals(r: dict) -> dict:
+    f = r["float32"]
+    out = {}
+    if "channel" in r:
+        c = r["channel"]
+        out["channel_macs_minus_30pct"] = c["macs"] <= 0.7 * f["macs"]
+        out["channel_latency_minus_20pct"] = c["latency_ms"] <= 0.8 * f["latency_ms"]
+        out["channel_nme_within_3pct"] = c["nme"] <= 1.03 * f["nme"]
+    for k in ("ptq_int8", "qat_int8"):
+        if k in r:
+            out[f"{k}_nme_within_3pct"] = r[k]["nme"] <= 1.03 * f["nme"]
+            out[f"{k}_1.5x_faster"] = f["latency_ms"] / r[k]["latency_ms"] >= 1.5
+    return out
+
+
+def table(name: str, res: dict) -> str:
+    f = res["variants"]["float32"]
+    lines = [f"{name} ({res['weights']}; val {res['val_faces']} faces)",
+             f"{'variant':<10} {'NME':>7} {'dNME':>7} {'params':>9} {'nonzero':>9} {'MMACs':>8} {'dMACs':>7} "
+             f"{'KB':>7} {'gzipKB':>7} {'ms':>7} {'speedup':>7}"]
+    for k, v in res["variants"].items():
+        lines.append(f"{k:<10} {v['nme']:7.3%} {v['nme'] / f['nme'] - 1:+7.1%} {v['params']:9d} "
+                     f"{v['nonzero_params']:9d} {v['macs'] / 1e6:8.1f} {v['macs'] / f['macs'] - 1:+7.1%} "
+                     f"{v['size_bytes'] / 1024:7.0f} {v['gzip_bytes'] / 1024:7.0f} {v['latency_ms']:7.2f} "
+                     f"{f['latency_ms'] / v['latency_ms']:6.2f}x")
+    lines.append("goals: " + ", ".join(f"{k} {'MET' if ok else 'missed'}" for k, ok in res["goals"].items()))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model_dirs = {}
+    for item in args.model_dir:
+        key, sep, value = item.partition("=")
+        if not sep or not os.path.isdir(value):
+            print(f"compression.py: error: --model-dir {item!r}: expected NAME=DIR with an existing DIR",
+                  file=sys.stderr)
+            return 2
+        model_dirs[key] = value
+    from tfalign.io import atomic_write_json
+    from tfalign.training.runconfig import versions
+    report = {"command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "versions": versions(), "settings": {k: v for k, v in vars(args).items() if k != "current_model"},
+              "models": {}}
+    for name in args.models.split(","):
+        report["models"][name] = bench_model(name, args, model_dirs)
+        print(table(name, report["models"][name]), flush=True)
+        atomic_write_json(args.out, report)  # after each model: a later failure keeps what was measured
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
