@@ -4,6 +4,10 @@ For each image: a face box (``--box``, or the ``portrait`` prior of :mod:`tfalig
 contract's box; the model runs through :class:`tfalign.runtime.LandmarkModel` (contract JSON only); ``--refine``
 times the crop is re-centred on the tight box of the predicted points and the model runs again. Writes
 ``<out>/<image stem>.landmarks.png`` (points and box drawn) and ``<out>/<image stem>.landmarks.json``.
+
+Video files (``.mp4``, ``.avi``, ...) are tracked instead (:mod:`tfalign.video`: box from the previous frame,
+one-euro smoothing, re-detection when lost): ``<out>/<stem>.landmarks.mp4`` (overlay) and ``.landmarks.json``
+(points per frame).
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tfalign.predict",
                                 description="Face landmarks on images with an exported .tflite model and its "
                                             "contract; writes an annotated PNG and a JSON of points per image.")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything OpenCV reads)")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (anything OpenCV reads) and/or video files (tracked, see the video flags)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="FILE.tflite",
                    help=f"exported model; its FILE.contract.json must sit beside it (default: {DEFAULT_MODEL}, "
                         "written by `make demo` or `python -m tfalign.export --out exports/default`)")
@@ -30,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine", type=int, default=2, metavar="N",
                    help="re-crop on the predicted points' box and run again N times (default: 2)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="LiteRT CPU threads (default: 1)")
+    from tfalign import video
+    video.add_arguments(p)
     return p
 
 
@@ -96,9 +103,18 @@ def run(args) -> list:
     if not os.path.isfile(args.model):
         hint = " (run `make demo` to export the default model)" if args.model == DEFAULT_MODEL else ""
         raise ValueError(f"--model {args.model}: model file not found{hint}")
+    from tfalign import video
+    video.check_arguments(args)
     runner = LandmarkModel(args.model, num_threads=args.threads)
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
+    if len(set(stems)) != len(stems):
+        raise ValueError("IMAGE: two inputs share a file name; their outputs would overwrite each other")
+    videos = [p for p in args.images if video.is_video(p)]
+    for path in videos:  # fail on an unreadable video before any output is written
+        video.read_video(path)
     images = []
-    for path in args.images:  # read everything first: a bad file fails before any output is written
+    # read everything first: a bad file fails before any output is written
+    for path in [p for p in args.images if not video.is_video(p)]:
         bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"{path}: cannot read the image (missing, unreadable or not an image)")
@@ -128,6 +144,10 @@ def run(args) -> list:
         atomic_write_json(base + ".json", record)
         results.append(record)
         print(f"{path}: {len(points)} points → {base}.png, {base}.json")
+    if videos:
+        from tfalign.api import Landmarker, TFLiteRunner
+        landmarker = Landmarker(TFLiteRunner(runner), f"tflite:{args.model}")
+        results += [video.predict_video(landmarker, path, args.out, args, user_box) for path in videos]
     return results
 
 

@@ -19,6 +19,7 @@ The trainer, evaluator and exporter only talk to this interface: no per-model sp
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Optional
 
 from tfalign import config as cfg_lib
@@ -169,3 +170,33 @@ def resolve(name: str, config_data: Optional[dict] = None, where: str = "config"
     if overrides and not config_data:
         config = cfg_lib.replace(config, **overrides)
     return arch, config
+
+
+#: Shipped trained weights: ``tfalign/weights/<preset>/`` (``config.json`` + ``weights.npz``), read by the
+#: ``load_pretrained(folder)`` function of the preset's architecture module.
+WEIGHTS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+
+
+def pretrained_folder(name: str, root: Optional[str] = None) -> Optional[str]:
+    """``root/<name>`` when trained weights for model ``name`` ship there and its module can load them, else None."""
+    import importlib
+
+    arch, _ = resolve(name)
+    folder = os.path.join(root or WEIGHTS_ROOT, name)
+    loader = getattr(importlib.import_module(type(arch).__module__), "load_pretrained", None)
+    if loader is None or not os.path.isfile(os.path.join(folder, "weights.npz")):
+        return None
+    return folder
+
+
+def load_pretrained(name: str, root: Optional[str] = None):
+    """The shipped trained model ``name``: ``(arch, config, keras model)``; ValueError when none ships."""
+    import importlib
+
+    folder = pretrained_folder(name, root)
+    if folder is None:
+        raise ValueError(f"model '{name}': no trained weights ship in {os.path.join(root or WEIGHTS_ROOT, name)}; "
+                         "train one (python -m tfalign.train --model NAME --out DIR) and load DIR instead")
+    arch, _ = resolve(name)
+    model, config = importlib.import_module(type(arch).__module__).load_pretrained(folder)
+    return arch, config, model
