@@ -19,6 +19,7 @@ from tfalign.io import atomic_path
 from tfalign.runtime import METADATA_NAME, LandmarkModel, contract_path_for
 
 WEIGHTS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tfalign", "weights")
+RANDOM_INIT_SEED = 0
 PROVENANCE_FILE = "model_card.json"  # optional, beside shipped weights: {"license": ..., "training_data": ...}
 
 
@@ -86,10 +87,24 @@ def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
         return LoadedModel(name, arch.name, config, arch.inference_model(config, keras_model),
                            f"pretrained:{os.path.relpath(folder, os.path.dirname(WEIGHTS_ROOT))}",
                            card.get("license", "unspecified"), card.get("training_data", "unspecified"))
+    from tfalign._keras import keras
+
+    # Seeded, so a random-init export (tests, demos before weights ship) is the same model on every run.
+    keras.utils.set_random_seed(RANDOM_INIT_SEED)
     keras_model = arch.build(config)
     return LoadedModel(name, arch.name, config, arch.inference_model(config, keras_model), "random-init",
                        training_data="none: random initialisation (no shipped weights found in "
                                      f"{os.path.relpath(folder)})")
+
+
+def weights_fingerprint(model) -> str:
+    """sha256 of the model's weights (float32, model order): which weights a golden file was made with."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w, np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def _read_card(folder: str) -> dict:
