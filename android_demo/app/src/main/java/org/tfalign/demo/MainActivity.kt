@@ -46,7 +46,11 @@ class MainActivity : AppCompatActivity() {
     private var models: List<ModelEntry> = emptyList()
 
     private val permission = registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
-        if (granted) startCamera() else status.text = getString(R.string.camera_permission)
+        if (granted) {
+            startCamera()
+        } else {
+            status.text = getString(R.string.camera_permission)
+        }
     }
 
     override fun onCreate(savedInstanceState: Bundle?) {

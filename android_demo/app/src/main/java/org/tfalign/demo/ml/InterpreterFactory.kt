@@ -17,9 +17,12 @@ import java.nio.ByteBuffer
 class OpenedInterpreter(val interpreter: Interpreter, private val delegate: Delegate?) : Closeable {
     override fun close() {
         interpreter.close()
-        (delegate as? Closeable)?.close()
+        closeDelegate(delegate)
     }
 }
+
+// GpuDelegate is Closeable, NnApiDelegate only AutoCloseable.
+private fun closeDelegate(delegate: Delegate?) = (delegate as? AutoCloseable)?.close()
 
 /** CPU (XNNPACK or builtin kernels), GPU or NNAPI, named as in schemas/benchmark.schema.json. */
 object InterpreterFactory {
@@ -36,12 +39,14 @@ object InterpreterFactory {
                 if (!compat.isDelegateSupportedOnThisDevice) {
                     throw UnsupportedOperationException("the GPU delegate is not supported on this device")
                 }
-                delegate = GpuDelegate(compat.bestOptionsForThisDevice)
-                options.addDelegate(delegate)
+                val gpu = GpuDelegate(compat.bestOptionsForThisDevice)
+                options.addDelegate(gpu)
+                delegate = gpu
             }
             "nnapi" -> {
-                delegate = NnApiDelegate()
-                options.addDelegate(delegate)
+                val nnapi = NnApiDelegate()
+                options.addDelegate(nnapi)
+                delegate = nnapi
             }
             else -> throw IllegalArgumentException("delegate '${config.delegate}' is not one of $DELEGATES")
         }
@@ -51,7 +56,7 @@ object InterpreterFactory {
             checkAgainstContract(interpreter, contract)
             return OpenedInterpreter(interpreter, delegate)
         } catch (e: Exception) {
-            (delegate as? Closeable)?.close()
+            closeDelegate(delegate)
             throw e
         }
     }
