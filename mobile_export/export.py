@@ -70,10 +70,10 @@ def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
 
         arch, config, keras_model = load_model_dir(model_dir)
         run = read_run(model_dir)
-        data = run.get("data") or run.get("data_specs") or "see the run's config.json"
+        data = run.get("data") or f"see {os.path.join(model_dir, 'config.json')}"
         return LoadedModel(os.path.basename(os.path.normpath(model_dir)), arch.name, config,
                            arch.inference_model(config, keras_model), f"run:{model_dir}",
-                           training_data=data if isinstance(data, str) else json.dumps(data))
+                           training_data=data if isinstance(data, str) else ", ".join(map(str, data)))
     name = model or "mobile_two_stage"
     try:
         arch, config = resolve(name)

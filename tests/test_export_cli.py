@@ -126,3 +126,21 @@ def test_default_model_exports_on_a_machine_without_data(tmp_path, capsys, monke
     assert "mobile_two_stage_float32.tflite" in names and "mobile_two_stage_coreml_fp16.mlpackage" in names
     contract = json.loads((tmp_path / "mobile_two_stage_float32.contract.json").read_text())
     assert contract["scheme"]["name"] == "300w_68"
+
+
+def test_model_dir_exports_the_runs_weights(tmp_path, capsys):
+    from tfalign.config import to_dict
+    run = tmp_path / "runs" / "tiny_run"
+    run.mkdir(parents=True)
+    arch, config, _ = H.tiny()
+    trained = arch.build(config)
+    trained.set_weights([w * 1.5 + 0.01 for w in trained.get_weights()])  # not what a fresh build gives
+    trained.save_weights(str(run / "best.weights.h5"))
+    (run / "config.json").write_text(json.dumps({"model": H.NAME, "config": to_dict(config),
+                                                 "data": ["synthetic:10"]}))
+    code, _, err = _main(["--model-dir", str(run), "--check-size", "3", "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    contract = json.loads((tmp_path / "out" / "tiny_run_float32.contract.json").read_text())
+    assert contract["model"]["weights"] == f"run:{run}" and contract["model"]["training_data"] == "synthetic:10"
+    from mobile_export.export import load_model, weights_fingerprint
+    assert weights_fingerprint(load_model(None, str(run)).inference) == weights_fingerprint(trained)
