@@ -109,7 +109,9 @@ def main(argv=None):
             row = {"model": name, "file": p.name, "size_bytes": p.stat().st_size,
                    "input": list(map(int, ins["shape"])), "input_dtype": ins["dtype"].__name__, "outputs": outs,
                    "precision": phones.model_precision(ops), "mmacs": sum(o["macs"] for o in ops) / 1e6,
-                   "num_ops": len(ops), "contract": csrc}
+                   "num_ops": len(ops), "contract": csrc,
+                   # Latency does not depend on weight values, but say when they are untrained.
+                   "weights": ((contract or {}).get("model") or {}).get("weights", "n/a")}
             for t in threads:
                 row[f"p50_ms_{t}t"] = float(np.median(samples[(name, t)]))
                 row[f"p50_spread_ms_{t}t"] = [float(min(samples[(name, t)])), float(max(samples[(name, t)]))]

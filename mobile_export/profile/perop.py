@@ -14,6 +14,7 @@ of once per graph.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 
 import numpy as np
@@ -22,7 +23,6 @@ from . import common
 
 _ITEMSIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2, 17: 0.5,
              18: 2, 19: 0.25, 20: 0.5, 21: 1, 22: 1}
-_TYPE_NAME = None
 # Ops whose cost is multiply-accumulates; "dense" = every output reads a full receptive field of all input
 # channels, "depthwise" = one channel (memory-bound on phones, so the estimator gives it its own coefficient).
 MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D"}
@@ -32,6 +32,11 @@ CONTROL_FLOW = {"WHILE", "IF", "CALL_ONCE", "CALL"}
 def _schema():
     from ai_edge_litert import schema_py_generated as schema
     return schema
+
+
+@functools.lru_cache(maxsize=None)
+def _enum_names(enum_cls) -> dict:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_")}
 
 
 def read_model(data: bytes):
@@ -50,10 +55,7 @@ def op_name(model, op) -> str:
     builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
     if builtin == schema.BuiltinOperator.CUSTOM:
         return (code.customCode or b"CUSTOM").decode() if isinstance(code.customCode, bytes) else str(code.customCode)
-    global _TYPE_NAME
-    if _TYPE_NAME is None:
-        _TYPE_NAME = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return _TYPE_NAME.get(builtin, f"BUILTIN_{builtin}")
+    return _enum_names(schema.BuiltinOperator).get(builtin, f"BUILTIN_{builtin}")
 
 
 def _decode(name) -> str:
@@ -144,9 +146,7 @@ def graph_ops(model, subgraph: int = 0) -> list[dict]:
 
 
 def _dtype_name(t) -> str:
-    schema = _schema()
-    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    return names.get(int(t), str(t)).lower()
+    return _enum_names(_schema().TensorType).get(int(t), str(t)).lower()
 
 
 def producers(model, subgraph: int = 0) -> dict[int, int]:
