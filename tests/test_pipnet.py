@@ -283,3 +283,23 @@ def test_decode_head_survives_full_int8():
         ref = model.predict(x, verbose=0)
         got = _run_tflite(blob, x)
         assert np.abs(got - ref).max() * 256 < 1.5  # pixels of a 256 crop
+
+
+# --- shipped weights ----------------------------------------------------------------------------------------------
+def test_save_and_load_pretrained_round_trip(tmp_path):
+    arch, cfg = resolve("pipnet")[0], _tiny()
+    model = arch.build(cfg)
+    folder = str(tmp_path / "w")
+    P.save_pretrained(model, cfg, folder, "float16")
+    back, back_cfg = P.load_pretrained(folder)
+    assert back_cfg.neighbors and np.array_equal(P.resolve_neighbors(back_cfg), P.resolve_neighbors(cfg))
+    x = np.random.default_rng(4).normal(size=(1, 64, 64, 3)).astype("float32")
+    a, b = model.predict(x, verbose=0), back.predict(x, verbose=0)
+    np.testing.assert_allclose(a["score"], b["score"], atol=2e-2)
+    with pytest.raises(ValueError, match="weights.npz: weights do not match"):
+        P.save_pretrained(arch.build(_tiny(num_neighbors=3)), _tiny(num_neighbors=3), str(tmp_path / "x"))
+        import shutil
+        shutil.copy(str(tmp_path / "x" / "weights.npz"), folder)
+        P.load_pretrained(folder)
+    with pytest.raises(ValueError, match="config.json: pretrained PIPNet file not found"):
+        P.load_pretrained(str(tmp_path / "nothing"))

@@ -1,0 +1,224 @@
+"""PIPNet benchmark: ResNet-18 and MobileNetV3 on the LFPW validation split → table + bench/results/pipnet.json.
+
+Per variant: validation NME / AUC@0.1 / FR@0.1 (inter-ocular) of a trained run folder (``python -m tfalign.train``
+output), parameters, multiply-accumulates at the input size (the paper's Table 9 "GFLOPs" are MACs: ResNet-18 at
+256 px = 2.4 G), and seconds per training epoch on this machine (``--timing-steps`` real training steps, batch
+16, extrapolated to an epoch of the training split). A variant without a run folder is reported as not trained.
+With ``--int8``, the shipped model is also converted to full-int8 TFLite and its decoded points are compared with
+the float Keras model on the validation faces.
+
+Usage::
+
+    python bench/pipnet.py --run pipnet_mbv3=runs/pipnet_mbv3_lfpw --run pipnet_r18=runs/pipnet_r18_lfpw --int8
+    python bench/pipnet.py --ship runs/pipnet_mbv3_lfpw          # float16 weights → tfalign/weights/pipnet_mbv3
+    python bench/pipnet.py --mean-face 300w:../shared/data/lfpw/trainset#train   # regenerate the packaged mean face
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+DATA = os.environ.get("TFALIGN_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+LFPW = os.path.join(DATA, "lfpw", "trainset")
+VARIANTS = ("pipnet_r18", "pipnet_mbv3")
+RESULTS = os.path.join(REPO, "bench", "results", "pipnet.json")
+
+
+def macs(model) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and dense layers; the rest is negligible)."""
+    from tfalign._keras import keras
+    total = 0
+    for layer in model.layers:
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+            continue
+        for i in range(len(layer._inbound_nodes)):  # noqa: SLF001 - shared layers count once per call
+            out = layer.get_output_shape_at(i)
+            inp = layer.get_input_shape_at(i)
+            if isinstance(layer, keras.layers.Dense):
+                total += int(inp[-1]) * int(out[-1])
+            elif isinstance(layer, keras.layers.DepthwiseConv2D):
+                kh, kw = layer.kernel_size
+                total += out[1] * out[2] * kh * kw * int(inp[-1]) * layer.depth_multiplier
+            elif isinstance(layer, keras.layers.Conv2DTranspose):
+                kh, kw = layer.kernel_size
+                total += inp[1] * inp[2] * kh * kw * int(inp[-1]) * layer.filters
+            else:
+                kh, kw = layer.kernel_size
+                total += out[1] * out[2] * kh * kw * int(inp[-1]) // layer.groups * layer.filters
+    return int(total)
+
+
+def seconds_per_epoch(arch, config, records, steps: int, batch_size: int) -> dict:
+    """Time ``steps`` training steps (after one warm-up step that traces) with the trainer's pipeline."""
+    from tfalign._keras import tf
+    from tfalign.training.data import make_dataset
+    from tfalign.training.schedules import make_optimizer
+    model = arch.build(config)
+    per_epoch = max(1, len(records) // batch_size)
+    opt = make_optimizer(config.train, per_epoch)
+
+    @tf.function
+    def step(batch):
+        with tf.GradientTape() as tape:
+            total, _ = arch.loss(config, model(batch["image"], training=True), batch)
+        opt.apply_gradients(zip(tape.gradient(total, model.trainable_variables), model.trainable_variables))
+        return total
+
+    stream = iter(make_dataset(records, config.input, training=True, batch_size=batch_size, seed=0))
+    step(next(stream))
+    t0 = time.time()
+    for _ in range(steps):
+        float(step(next(stream)))
+    per_step = (time.time() - t0) / steps
+    return {"seconds_per_step": round(per_step, 3), "steps_per_epoch": per_epoch,
+            "seconds_per_epoch": round(per_step * per_epoch, 1), "timed_steps": steps, "batch_size": batch_size}
+
+
+def validate(arch, config, model, val_records) -> dict:
+    from tfalign.training.evaluation import landmark_fn, predict_keras, score, targets
+    pred = predict_keras(landmark_fn(model), val_records, config.input, 16)
+    result = score(pred, *targets(val_records, config.input.schemes), config.input.schemes)
+    io = result["summary"][config.input.schemes[0]]["inter_ocular"]
+    return {"nme": io["nme"], "auc@0.1": io["auc@0.1"], "fr@0.1": io["fr@0.1"], "faces": io["faces"]}
+
+
+def int8_check(arch, config, model, val_records) -> dict:
+    """Full-int8 TFLite of the inference model vs the float Keras model on the validation crops."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobile_export import tflite as tfl
+    from tfalign.training.data import make_dataset
+    inference = arch.inference_model(config, model)
+    crops = np.concatenate([b["image"].numpy() for b in make_dataset(val_records, config.input, training=False,
+                                                                      batch_size=16, seed=0)])
+    blob = tfl.convert(inference, "int8", representative=lambda: [c[None] for c in crops[:32]])
+    report = tfl.inspect(blob)
+    interp = Interpreter(model_content=blob)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    errs = []
+    for crop in crops:
+        x = crop[None]
+        if inp["dtype"] != np.float32:
+            s, z = inp["quantization"]
+            x = np.clip(np.round(x / s + z), -128, 127).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(out["index"]).astype(np.float32)
+        if out["dtype"] != np.float32:
+            s, z = out["quantization"]
+            y = (y - z) * s
+        ref = inference.predict(crop[None], verbose=0)
+        errs.append(np.linalg.norm((y - ref)[0] * [config.input.width, config.input.height], axis=-1))
+    errs = np.stack(errs)
+    return {"builtin_ops_only": True, "int8_coverage": report.get("int8_coverage"), "size_bytes": len(blob),
+            "float_ops": report.get("float_ops"),
+            "decoded_vs_float_px_mean": float(errs.mean()), "decoded_vs_float_px_median": float(np.median(errs)),
+            "decoded_vs_float_px_p95": float(np.percentile(errs, 95)), "faces": len(crops)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", action="append", default=[], metavar="PRESET=DIR",
+                   help="trained run folder of a variant (pipnet_r18=DIR, pipnet_mbv3=DIR)")
+    p.add_argument("--data", default=f"300w:{LFPW}#train", help="training spec timed for seconds/epoch")
+    p.add_argument("--val", default=f"300w:{LFPW}#val", help="validation spec (default: LFPW #val)")
+    p.add_argument("--timing-steps", type=int, default=5, help="training steps timed per variant (0: skip)")
+    p.add_argument("--int8", action="store_true", help="check full-int8 TFLite of the shipped pipnet_mbv3")
+    p.add_argument("--ship", metavar="DIR", help="write DIR's best model as float16 to tfalign/weights/pipnet_mbv3")
+    p.add_argument("--mean-face", metavar="SPEC", help="regenerate the packaged mean face from SPEC and exit")
+    p.add_argument("--notes", default="", help="free text stored with the results (e.g. how long runs trained)")
+    p.add_argument("--out", default=RESULTS, help="results JSON (default bench/results/pipnet.json)")
+    args = p.parse_args(argv)
+
+    from tfalign.data.spec import load_records
+    from tfalign.io import atomic_write_json
+    from tfalign.models import pipnet as P
+    from tfalign.models.base import resolve
+    from tfalign.training import load_model_dir
+
+    if args.mean_face:
+        records = load_records(args.mean_face)
+        _, cfg = resolve("pipnet_mbv3")
+        face = P.mean_face_from_records(records, cfg.input)
+        P.write_mean_face(P.MEAN_FACE_FILE, face, cfg.input.schemes[0],
+                          f"{args.mean_face} ({len(records)} faces), crop_scale {cfg.input.crop_scale}")
+        print(f"wrote {P.MEAN_FACE_FILE}")
+        return 0
+    if args.ship:
+        _, config, model = load_model_dir(args.ship)
+        folder = os.path.join(REPO, "tfalign", "weights", "pipnet_mbv3")
+        P.save_pretrained(model, config, folder, "float16")
+        print(f"wrote {folder}/{P.WEIGHTS_FILE} and {P.CONFIG_FILE}")
+        return 0
+
+    runs = dict(item.split("=", 1) for item in args.run)
+    unknown = sorted(set(runs) - set(VARIANTS))
+    if unknown:
+        print(f"bench/pipnet.py: error: --run: unknown variant(s) {unknown} (use {', '.join(VARIANTS)})",
+              file=sys.stderr)
+        return 2
+    val_records = load_records(args.val)
+    train_records = load_records(args.data) if args.timing_steps else []
+    results = {"val": args.val, "notes": args.notes, "variants": {}}
+    for name in VARIANTS:
+        arch, config = resolve(name)
+        model = arch.build(config)
+        inference = arch.inference_model(config, model)
+        row = {"backbone": config.backbone, "input": f"{config.input.height}x{config.input.width}",
+               "params": int(inference.count_params()), "gmacs": round(macs(inference) / 1e9, 3)}
+        if args.timing_steps:
+            row["timing"] = seconds_per_epoch(arch, config, train_records, args.timing_steps,
+                                              config.train.batch_size)
+        if name in runs:
+            run_arch, run_config, trained = load_model_dir(runs[name])
+            history = json.load(open(os.path.join(runs[name], "history.json"), encoding="utf-8"))
+            epochs = history["epochs"]
+            row["trained"] = {"run": runs[name], "epochs": len(epochs),
+                              "best_epoch": min(epochs, key=lambda e: e["val_nme"])["epoch"],
+                              "mean_epoch_seconds_in_run": round(sum(e["seconds"] for e in epochs) / len(epochs), 1),
+                              "commands": [s["command"] for s in history.get("sessions", [])],
+                              "learning_rate": run_config.train.learning_rate,
+                              "milestones": list(run_config.train.milestones)}
+            row["val"] = validate(run_arch, run_config, trained, val_records)
+        else:
+            row["trained"] = None
+            row["val"] = None
+        results["variants"][name] = row
+    shipped = os.path.join(REPO, "tfalign", "weights", "pipnet_mbv3")
+    if os.path.isfile(os.path.join(shipped, P.WEIGHTS_FILE)):
+        model, config = P.load_pretrained(shipped)
+        arch, _ = resolve("pipnet_mbv3")
+        results["shipped_pipnet_mbv3_float16"] = {"val": validate(arch, config, model, val_records)}
+        if args.int8:
+            results["shipped_pipnet_mbv3_float16"]["int8_tflite"] = int8_check(arch, config, model, val_records)
+    atomic_write_json(args.out, results)
+
+    print(f"{'variant':<14}{'params':>10}{'GMACs':>8}{'s/epoch':>9}{'NME %':>8}{'AUC@0.1':>9}{'FR@0.1':>8}  trained")
+    for name, row in results["variants"].items():
+        v = row["val"] or {}
+        t = row.get("timing", {}).get("seconds_per_epoch", float("nan"))
+        trained = f"{row['trained']['epochs']} epochs" if row["trained"] else "not trained"
+        print(f"{name:<14}{row['params']:>10,}{row['gmacs']:>8.2f}{t:>9.0f}"
+              f"{v.get('nme', float('nan')) * 100:>8.2f}{v.get('auc@0.1', float('nan')):>9.3f}"
+              f"{v.get('fr@0.1', float('nan')):>8.3f}  {trained}")
+    if "shipped_pipnet_mbv3_float16" in results:
+        s = results["shipped_pipnet_mbv3_float16"]
+        print(f"shipped pipnet_mbv3 (float16 weights): NME {s['val']['nme']:.2%}", end="")
+        if "int8_tflite" in s:
+            q = s["int8_tflite"]
+            print(f"; full-int8 TFLite decoded vs float: mean {q['decoded_vs_float_px_mean']:.2f} px, "
+                  f"p95 {q['decoded_vs_float_px_p95']:.2f} px at 256 px", end="")
+        print()
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
