@@ -31,6 +31,9 @@ GOLDEN = pathlib.Path(__file__).resolve().parent / "golden"
 sys.path.insert(0, str(GOLDEN.parents[1]))  # run as a script from anywhere: the package is in the repo root
 ONE_EURO_FILE = GOLDEN / "one_euro.json"
 APP_CASES_FILE = GOLDEN / "app_cases.json"
+# The export's golden landmarks (mobile_export/golden.py): a model-input crop PNG, a box whose contract crop is that
+# PNG, per-mode input/output contract blocks and expected normalised points.
+EXPORT_GOLDEN_FILE = GOLDEN / "landmarks_mobile_two_stage.json"
 
 # Casiez et al., "1€ Filter" (CHI 2012). Defaults follow MediaPipe's face-landmark smoothing: the derivative is
 # multiplied by value_scale = 1 / object scale (mean of the landmarks' box width and height), so these numbers are
@@ -325,7 +328,57 @@ def _app_cases():
         "cases": cases,
         "stats": stats,
         "float16": half,
+        "export_golden": _export_golden_cases(),
     }
+
+
+def _export_golden_cases():
+    """The export golden, as the app cores see it: the PNG through the app's crop with the identity box must be the
+    model input tfalign.runtime builds from it (compared by SHA-256 of the little-endian tensor bytes: bit-exact),
+    and the expected normalised points must decode to ``u * W - 0.5`` there."""
+    import hashlib
+
+    import cv2
+
+    from tfalign.data import geometry
+    from tfalign.runtime import contract_spec, validate_contract
+    from tfalign.schemes import get_scheme
+
+    if not EXPORT_GOLDEN_FILE.is_file():
+        return None
+    g = json.loads(EXPORT_GOLDEN_FILE.read_text())
+    png = cv2.cvtColor(cv2.imread(str(GOLDEN / g["crop_png"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    h, w = png.shape[:2]
+    bx, by, bw, bh = g["identity_box"]
+    # identity_box encodes the crop it was made for (mobile_export.golden.identity_box): invert it.
+    crop = {"box": "landmarks_tight", "scale": w / max(bw, bh), "shift_x": (w / 2 - 0.5 - (bx + bw / 2)) / w,
+            "shift_y": (h / 2 - 0.5 - (by + bh / 2)) / h, "interpolation": "bilinear", "border": 0.0}
+    scheme = get_scheme(g["scheme"])
+    cases = []
+    for mode, blocks in g["contracts"].items():
+        contract = {"format_version": "1.0",
+                    "scheme": {"name": scheme.name, "num_points": scheme.num_points,
+                               "point_names": list(scheme.point_names)},
+                    "input": blocks["input"], "crop": crop, "outputs": blocks["outputs"]}
+        validate_contract(contract, f"{EXPORT_GOLDEN_FILE.name} contracts.{mode}")
+        spec = contract_spec(contract)
+        if not np.array_equal(geometry.crop_image(png, g["identity_box"], spec), png):
+            raise ValueError(f"{EXPORT_GOLDEN_FILE.name}: identity_box does not crop the PNG to itself")
+        x = geometry.normalize(png, spec)  # what tfalign.runtime feeds the model, then quantized like it
+        inp = contract["input"]
+        if inp["dtype"] in ("int8", "uint8"):
+            info = np.iinfo(_NP[inp["dtype"]])
+            x = np.clip(np.round(x / inp["scale"]) + inp["zero_point"], info.min, info.max).astype(inp["dtype"])
+        tensor = x.astype(np.dtype(x.dtype).newbyteorder("<")).tobytes()
+        window = crop_window(g["identity_box"], contract)
+        raw = np.asarray(g["expected"][mode], np.float32).reshape(-1)
+        cases.append({"mode": mode, "contract": contract, "box": g["identity_box"], "expected_window": list(window),
+                      "expected_input_sha256": hashlib.sha256(tensor).hexdigest(),
+                      "expected_input_head": x.reshape(-1)[:24].astype(np.float64).tolist(),
+                      "raw_output": raw.astype(np.float64).tolist(),
+                      "expected_points": np.asarray(decode(raw, contract, window), np.float64).tolist()})
+    return {"source": EXPORT_GOLDEN_FILE.name, "png": g["crop_png"], "weights_sha256": g["weights_sha256"],
+            "cases": cases}
 
 
 def generate() -> dict:

@@ -69,6 +69,10 @@ def test_xctests_read_golden_files_that_exist_and_are_current():
     for name in names:
         path = ref.GOLDEN / name
         assert path.is_file(), path
+    export = json.loads(ref.APP_CASES_FILE.read_text())["export_golden"]
+    assert export is not None, "the export's golden landmarks are missing from tests/golden"
+    assert (ref.GOLDEN / export["png"]).is_file() and (ref.GOLDEN / export["source"]).is_file()
+    assert 'get("png")' in tests_text and "CGImageSourceCreateWithURL" in tests_text
     for path, obj in ref.generate().items():
         assert path.read_text() == ref.dumps(obj), f"{path} is stale: run python tests/app_reference.py --write"
 

@@ -50,7 +50,8 @@ public struct InputEncoder {
     /// Tensor values for a crop: floats, or the integers to store for integer tensors (as Float).
     public func values(_ crop: [UInt8]) -> [Float] {
         if input.modelNormalizes { return crop.map { Float($0) } }
-        let mean = Float(input.mean), invStd = 1 / Float(input.std), scale = Float(input.scale)
+        // NumPy's order of operations (tfalign.data.geometry.normalize): Float(1 / std) from a Double division.
+        let mean = Float(input.mean), invStd = Float(1 / input.std), scale = Float(input.scale)
         return crop.map { p -> Float in
             let x = (Float(p) - mean) * invStd
             switch input.dtype {

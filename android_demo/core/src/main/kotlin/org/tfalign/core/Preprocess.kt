@@ -18,7 +18,8 @@ class InputEncoder(private val input: InputSpec, private val border: Double) {
 
     private val rgb = DoubleArray(3)
     private val meanF = input.mean.toFloat()
-    private val invStdF = 1.0f / input.std.toFloat()
+    // NumPy's order of operations (tfalign.data.geometry.normalize): float32(1 / std) from a double division.
+    private val invStdF = (1.0 / input.std).toFloat()
     private val scaleF = input.scale.toFloat()
 
     /** Writes the tensor for [window] of the [width] × [height] frame [argb] into [out] from its position. */
