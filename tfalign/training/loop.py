@@ -55,12 +55,12 @@ def model_inputs(model, batch: dict):
     Architectures that need more than the image (image pairs, poses) give their inputs those names.
     """
     names = list(model.input_names)
-    missing = [n for n in names if n not in batch and not (len(names) == 1 and "image" in batch)]
+    if len(names) == 1:  # a lone input is the image, whatever the architecture named it
+        return batch[names[0] if names[0] in batch else "image"]
+    missing = [n for n in names if n not in batch]
     if missing:
         raise ValueError(f"model inputs {missing} are not in the data batch (it has {sorted(batch)}); the "
                          "architecture's InputSpec must ask the pipeline for them")
-    if len(names) == 1:
-        return batch[names[0]] if names[0] in batch else batch["image"]
     return {n: batch[n] for n in names}
 
 
@@ -204,8 +204,8 @@ class Trainer:
             record = {"epoch": epoch, "seed": epoch_seed, "seconds": round(time.time() - t0, 3),
                       "train_seconds": round(train_seconds, 3),
                       "faces_per_second": round(self.steps_per_epoch * self.run.batch_size / train_seconds, 2),
-                      "learning_rate": float(self.optimizer.learning_rate(self.optimizer.iterations).numpy())
-                      if callable(self.optimizer.learning_rate) else float(self.optimizer.learning_rate.numpy()),
+                      # With a schedule, tf_keras reports the rate of the last step taken.
+                      "learning_rate": float(self.optimizer.learning_rate.numpy()),
                       "step": int(self.optimizer.iterations.numpy()), "train": train_stats,
                       "val": val["table"], "val_nme": primary, "best": improved}
             history["epochs"].append(record)
