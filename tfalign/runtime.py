@@ -82,14 +82,11 @@ def landmark_output(contract: dict, where: str = "contract") -> dict:
 
 def load_contract(path: str) -> dict:
     """Read and validate a contract JSON file (ValueError naming the file on any problem)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: model contract not found (it is written beside every exported model)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a valid JSON model contract ({exc})") from None
-    return validate_contract(data, path)
+    from tfalign.config import load_json
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: model contract not found (it is written beside every exported model)")
+    return validate_contract(load_json(path), path)
 
 
 def read_tflite_metadata(model_bytes: bytes, name: str = METADATA_NAME) -> Optional[bytes]:
