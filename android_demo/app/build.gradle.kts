@@ -13,6 +13,12 @@ android {
         targetSdk = 35
         versionCode = 1
         versionName = "0.1.0"
+        testInstrumentationRunner = "androidx.test.runner.AndroidJUnitRunner"
+    }
+
+    sourceSets {
+        // The on-device test reads the golden landmarks shared with the Python and Swift tests.
+        getByName("androidTest").assets.srcDir(rootProject.file("../tests/golden"))
     }
 
     buildTypes {
@@ -54,6 +60,9 @@ dependencies {
     implementation("com.google.ai.edge.litert:litert:$litert")
     implementation("com.google.ai.edge.litert:litert-gpu:$litert")
     implementation("com.google.ai.edge.litert:litert-gpu-api:$litert")
+
+    androidTestImplementation("androidx.test.ext:junit:1.2.1")
+    androidTestImplementation("androidx.test:runner:1.6.2")
 }
 
 // Models are not committed: copy the export output into assets/models before every build.
