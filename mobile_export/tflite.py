@@ -162,24 +162,28 @@ def _graph(model_bytes: bytes):
 
 def op_names(model_bytes: bytes) -> list:
     """Op type of every operator of the main subgraph, in execution order (``CONV_2D``, ``CUSTOM:Foo``...)."""
+    sub, obj, _ = _graph(model_bytes)
+    return _op_names(sub, obj)
+
+
+def _op_names(sub, obj) -> list:
     from tensorflow.lite.tools import flatbuffer_utils
 
-    sub, obj, _ = _graph(model_bytes)
     out = []
     for op in sub.operators:
         code = obj.operatorCodes[op.opcodeIndex]
         name = flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex)
         if name == "CUSTOM" and code.customCode:
-            name = "CUSTOM:" + (code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode)
+            name = "CUSTOM:" + _decode(code.customCode)
         out.append(name)
     return out
 
 
 def check_builtin(model_bytes: bytes, model=None) -> None:
     """Raise ExportError when the flatbuffer holds a custom/Flex op (no app interpreter can run it)."""
-    sub, _, tensor_names = _graph(model_bytes)
+    sub, obj, tensor_names = _graph(model_bytes)
     names = _layer_scopes(model)[0] if model is not None else set()
-    for op, kind in zip(sub.operators, op_names(model_bytes)):
+    for op, kind in zip(sub.operators, _op_names(sub, obj)):
         if kind.startswith("CUSTOM") or kind.startswith("FLEX") or "Flex" in kind:
             tensor = tensor_names[op.outputs[0]] if len(op.outputs) else "?"
             layer = _scope_of(tensor, names) or tensor
@@ -191,8 +195,8 @@ def inspect(model_bytes: bytes) -> dict:
     """Op histogram and int8 coverage: the share of compute ops (not QUANTIZE/DEQUANTIZE) with no float output."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    sub, _, tensor_names = _graph(model_bytes)
-    kinds = op_names(model_bytes)
+    sub, obj, tensor_names = _graph(model_bytes)
+    kinds = _op_names(sub, obj)
     float_ops = []
     compute = 0
     for op, kind in zip(sub.operators, kinds):
