@@ -46,6 +46,9 @@ def test_defaults_are_the_papers():
     assert (t.optimizer, t.learning_rate, t.schedule, t.milestones, t.decay, t.batch_size, t.epochs) == \
         ("adam", 1e-4, "step", (30, 50), 0.1, 16, 60)
     assert resolve("pipnet_mbv3")[1].backbone == "mobilenet_v3_large"
+    # Presets pin their neighbour table (a run's config.json then fixes it); the bare architecture computes it.
+    assert np.array_equal(np.asarray(cfg.neighbors), P.resolve_neighbors(replace(cfg, neighbors=())))
+    assert resolve("pipnet")[1].neighbors == ()
 
 
 @pytest.mark.parametrize("stride,weight", [(16, 0.02), (32, 0.1), (64, 0.125), (128, 0.25)])
@@ -297,7 +300,8 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
     a, b = model.predict(x, verbose=0), back.predict(x, verbose=0)
     np.testing.assert_allclose(a["score"], b["score"], atol=2e-2)
     with pytest.raises(ValueError, match="weights.npz: weights do not match"):
-        P.save_pretrained(arch.build(_tiny(num_neighbors=3)), _tiny(num_neighbors=3), str(tmp_path / "x"))
+        other = _tiny(num_neighbors=3, neighbors=())
+        P.save_pretrained(arch.build(other), other, str(tmp_path / "x"))
         import shutil
         shutil.copy(str(tmp_path / "x" / "weights.npz"), folder)
         P.load_pretrained(folder)

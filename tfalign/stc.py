@@ -119,7 +119,8 @@ def plan(args) -> Plan:
     for flag in ("labelled", "val"):
         data_lib.check_schemes(loaded[flag], config.input, f"--{flag}")
     labelled = [r for _, recs in loaded["labelled"] for r in recs]
-    # Neighbours from the labelled mean face, fixed in the config so every round's model decodes alike.
+    # A config without a neighbour table (the bare 'pipnet' architecture) gets the labelled data's mean face's,
+    # fixed in the config so every round's model decodes alike.
     from tfalign.config import replace
     from tfalign.data.targets import nearest_neighbors
     from tfalign.models.pipnet import mean_face_from_records

@@ -94,7 +94,8 @@ class PIPNetConfig:
         if self.neighbors:
             table = np.asarray(self.neighbors)
             if table.shape != (n, self.num_neighbors):
-                raise ValueError(f"neighbors must be [{n}][{self.num_neighbors}] indices, got shape {table.shape}")
+                raise ValueError(f"neighbors must be [{n}][{self.num_neighbors}] indices, got shape {table.shape} "
+                                 "(set neighbors to [] to recompute them from the mean face of input.schemes)")
             if table.size and (table.min() < 0 or table.max() >= n or
                                np.any(table == np.arange(n)[:, None])):
                 raise ValueError("neighbors: indices must be in [0, N) and exclude the landmark itself")
@@ -352,9 +353,11 @@ class PIPNet(Architecture):
         return pip_loss(config, outputs, batch)
 
 
-register_preset("pipnet_r18", "pipnet", {"backbone": "resnet18"},
+# The presets carry their neighbour table, so a run's config.json fixes it even if the mean face file changes.
+_PRESET_NEIGHBORS = tuple(tuple(int(i) for i in row) for row in _neighbors(("300w_68",), 10, ()))
+register_preset("pipnet_r18", "pipnet", {"backbone": "resnet18", "neighbors": _PRESET_NEIGHBORS},
                 "PIPNet, ResNet-18, stride 32, C=10 (paper defaults, §4.1.2)")
-register_preset("pipnet_mbv3", "pipnet", {"backbone": "mobilenet_v3_large"},
+register_preset("pipnet_mbv3", "pipnet", {"backbone": "mobilenet_v3_large", "neighbors": _PRESET_NEIGHBORS},
                 "PIPNet, MobileNetV3-Large, stride 32, C=10; trained weights ship in tfalign/weights/pipnet_mbv3")
 
 
