@@ -32,6 +32,7 @@ IO_DTYPES = ("int8", "uint8")
 # Ops that only move data between int8 and float: not counted when measuring int8 coverage.
 _CAST_OPS = {"QUANTIZE", "DEQUANTIZE"}
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64"}
+_QUANT_TYPES = {"INT8", "UINT8", "INT16"}
 
 
 class ExportError(ValueError):
@@ -192,24 +193,31 @@ def check_builtin(model_bytes: bytes, model=None) -> None:
 
 
 def inspect(model_bytes: bytes) -> dict:
-    """Op histogram and int8 coverage: the share of compute ops (not QUANTIZE/DEQUANTIZE) with no float output."""
+    """Op histogram and int8 coverage.
+
+    Coverage = ops with an 8/16-bit integer output / (those + ops with a float output). QUANTIZE/DEQUANTIZE (pure
+    conversions) and index arithmetic with only int32/bool outputs (casts, comparisons of sampling coordinates)
+    are in neither count, so a float model scores 0 and a fully quantized one 1.
+    """
     from tensorflow.lite.tools import flatbuffer_utils
 
     sub, obj, tensor_names = _graph(model_bytes)
     kinds = _op_names(sub, obj)
     float_ops = []
-    compute = 0
+    quantized = 0
     for op, kind in zip(sub.operators, kinds):
         if kind in _CAST_OPS:
             continue
-        compute += 1
         types = {flatbuffer_utils.type_to_name(sub.tensors[t].type) for t in op.outputs}
         if types & _FLOAT_TYPES:
             float_ops.append(f"{kind} {tensor_names[op.outputs[0]]}")
+        elif types & _QUANT_TYPES:
+            quantized += 1
+    counted = quantized + len(float_ops)
     return {
         "ops": dict(sorted(collections.Counter(kinds).items())),
         "num_ops": len(kinds),
-        "int8_coverage": round(1.0 - len(float_ops) / compute, 4) if compute else 0.0,
+        "int8_coverage": round(quantized / counted, 4) if counted else 0.0,
         "float_ops": float_ops,
     }
 

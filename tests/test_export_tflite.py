@@ -128,3 +128,14 @@ def test_metadata_round_trip_and_replacement(tiny):
         it.invoke()
         outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_int8_coverage_is_zero_for_float_and_one_without_float_layers(calib):
+    from mobile_export import tflite
+    from tfalign._keras import keras, layers
+    inp = keras.Input((32, 32, 3), name="image")
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    model = keras.Model(inp, layers.Conv2D(2, 1)(x))
+    assert tflite.inspect(tflite.convert(model, "none"))["int8_coverage"] == 0.0
+    full = tflite.inspect(tflite.convert(model, "int8", lambda: iter(calib)))
+    assert full["int8_coverage"] == 1.0 and full["float_ops"] == []
