@@ -70,7 +70,10 @@ def normaliser(points_crop: np.ndarray, mask: np.ndarray, schemes: Sequence[str]
 
 
 def nme(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray, norm: np.ndarray) -> np.ndarray:
-    """Per-face mean point error of ``pred`` vs ``ref`` over masked points, divided by ``norm``."""
+    """Per-face mean point error of ``pred`` vs ``ref`` over masked points, divided by ``norm``.
+
+    Not ``tfalign.metrics.nme``: that one normalises by its reference's own eyes and takes one scheme; parity
+    compares two predictions over a possibly concatenated markup, normalised by the ground truth."""
     err = np.linalg.norm(pred - ref, axis=-1)
     return (err * mask).sum(1) / np.maximum(mask.sum(1), 1) / norm
 
