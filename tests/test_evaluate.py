@@ -171,3 +171,11 @@ def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, argv, nee
 def test_coreml_on_linux_says_it_needs_macos(tmp_path, capsys):
     assert _evaluate(["--coreml", tmp_path / "m.mlpackage", "--data", "synthetic:2", "--out", tmp_path / "r.json"]) == 2
     assert "only on macOS" in capsys.readouterr().err
+
+
+def test_unwritable_report_path_fails_before_evaluating(model_dir, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert _evaluate(["--model-dir", model_dir, "--data", "synthetic:2", "--out", blocker / "r.json"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocker / 'r.json'}: cannot write there" in err

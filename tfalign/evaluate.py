@@ -85,8 +85,8 @@ def attribute_groups(records) -> dict:
     return {k: v for k, v in groups.items() if 1 < len(v) <= MAX_ATTRIBUTE_VALUES}
 
 
-def evaluate(source, loaded, threshold: float) -> dict:
-    """The report dict for every (spec, records) subset of ``loaded``."""
+def evaluate(source, loaded, threshold: float) -> tuple:
+    """(report dict, CED curves {label: per-face NME}) for every (spec, records) subset of ``loaded``."""
     import numpy as np
 
     from tfalign.training.evaluation import score, summarize, targets
@@ -119,9 +119,9 @@ def evaluate(source, loaded, threshold: float) -> dict:
         merged = {s: {n: np.concatenate(e) for n, e in norms.items()} for s, norms in merged.items()}
         report["all"] = {"faces": sum(len(r) for _, r in loaded), "metrics": summarize(merged, None, threshold)}
     report["failures"] = sorted(failures, key=lambda f: -f["nme"])
-    report["_curves"] = {f"{spec} ({scheme}, {next(iter(norms))})": next(iter(norms.values()))
-                         for spec, per in zip(subsets, pooled) for scheme, norms in per.items()}
-    return report
+    curves = {f"{spec} ({scheme}, {next(iter(norms))})": next(iter(norms.values()))
+              for spec, per in zip(subsets, pooled) for scheme, norms in per.items()}
+    return report, curves
 
 
 def print_table(report, file=sys.stdout) -> None:
@@ -135,6 +135,16 @@ def print_table(report, file=sys.stdout) -> None:
                 print(f"{name[-40:]:<40} {scheme:<9} {norm:<13} {m['nme']:>8.4f} {m[f'auc@{t:g}']:>9.4f} "
                       f"{m[f'fr@{t:g}']:>8.2%} {m['faces']:>6}", file=file)
     print(f"{len(report['failures'])} failures (NME > {t:g})", file=file)
+
+
+def _check_writable(flag: str, path: str) -> None:
+    """Fail before the (long) evaluation when the report could not be written: the nearest existing folder
+    above ``path`` must be a writable folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise ValueError(f"{flag} {path}: cannot write there")
 
 
 def main(argv=None) -> int:
@@ -151,9 +161,8 @@ def main(argv=None) -> int:
         if args.batch_size <= 0:
             raise ValueError(f"--batch-size: must be > 0, got {args.batch_size}")
         for flag, path in (("--out", args.out), ("--plot", args.plot)):
-            folder = os.path.dirname(os.path.abspath(path)) if path else None
-            if folder and not os.access(folder if os.path.isdir(folder) else os.path.dirname(folder), os.W_OK):
-                raise ValueError(f"{flag} {path}: cannot write there")
+            if path:
+                _check_writable(flag, path)
         source = _Source(args)
         skipped = [] if args.skip_bad else None
         loaded = data_lib.load_specs(args.data, "--data", skipped)
@@ -161,8 +170,7 @@ def main(argv=None) -> int:
     except (ValueError, DataError) as exc:
         print(f"tfalign.evaluate: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    report = evaluate(source, loaded, args.threshold)
-    curves = report.pop("_curves")
+    report, curves = evaluate(source, loaded, args.threshold)
     from tfalign.training.runconfig import versions
     report["skipped"] = [str(e) for e in skipped or []]
     report["versions"] = versions()
