@@ -108,3 +108,13 @@ def test_chief_is_worker_zero_or_the_chief_task(monkeypatch, tf_config, chief):
     monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
     assert is_chief_from_env("multiworker") is chief
     assert is_chief_from_env("default") is True
+
+
+def test_mirrored_strategy_trains_and_is_recorded(tmp_path):
+    """On this GPU-less machine MirroredStrategy has one CPU replica; the path is the one used on a GPU box."""
+    from tfalign.train import main
+    out = tmp_path / "run"
+    assert main([*COMMON, "--epochs", "1", "--strategy", "mirrored", "--out", str(out)]) == 0
+    run = json.loads((out / "config.json").read_text())
+    assert run["strategy"] == "mirrored" and run["num_replicas"] >= 1
+    assert json.loads((out / "history.json").read_text())["epochs"][0]["step"] == 3
