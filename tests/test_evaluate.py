@@ -126,6 +126,21 @@ def test_report_per_subset_attribute_and_normalisation(report):
     assert (folder / "ced.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_attribute_groups_bin_head_yaw():
+    import math
+
+    from tfalign.data.records import FaceRecord
+    from tfalign.evaluate import attribute_groups
+    yaws = [0, -29, 31, 59, -75, 90]
+    recs = [FaceRecord("", np.zeros((5, 2)), "mtfl_5", attributes={"pose_pyr": (0.1, math.radians(y), 0.0),
+                                                                     "glasses": i % 2, "expression": {"a": 1}})
+            for i, y in enumerate(yaws)]
+    groups = attribute_groups(recs)
+    assert groups["yaw"] == {"0-30": [0, 1], "30-60": [2, 3], "60-90": [4, 5]}
+    assert groups["glasses"] == {"0": [0, 2, 4], "1": [1, 3, 5]}
+    assert "expression" not in groups and "pose_pyr" not in groups
+
+
 def test_failures_are_the_faces_above_the_threshold(report):
     rep, _ = report
     fails = rep["failures"]

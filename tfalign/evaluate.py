@@ -76,13 +76,19 @@ class _Source:
 
 
 def attribute_groups(records) -> dict:
-    """{attribute: {value: [indices]}} for categorical attributes (bool/int/str, few distinct values)."""
+    """{attribute: {value: [indices]}}: categorical attributes (bool/int/str, few distinct values), and the head
+    pose binned by |yaw| (0-30°, 30-60°, 60-90°, the AFLW2000-3D convention) where records carry ``pose_pyr``."""
+    import math
     groups: dict = {}
     for i, rec in enumerate(records):
         for key, value in (rec.attributes or {}).items():
             if isinstance(value, (bool, int, str)):
                 groups.setdefault(key, {}).setdefault(str(value), []).append(i)
-    return {k: v for k, v in groups.items() if 1 < len(v) <= MAX_ATTRIBUTE_VALUES}
+            elif key == "pose_pyr" and value is not None:
+                yaw = min(abs(math.degrees(float(value[1]))), 90.0)
+                lo = min(int(yaw // 30) * 30, 60)
+                groups.setdefault("yaw", {}).setdefault(f"{lo}-{lo + 30}", []).append(i)
+    return {k: dict(sorted(v.items())) for k, v in groups.items() if 1 < len(v) <= MAX_ATTRIBUTE_VALUES}
 
 
 def evaluate(source, loaded, threshold: float) -> tuple:
