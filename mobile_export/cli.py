@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CoreML only: k-means palettize the weights to BITS bits (2, 4, 6 or 8) "
                         "(coremltools.optimize; needs scikit-learn)")
     p.add_argument("--prune", metavar="SPEC",
-                   help="magnitude/structured pruning before export (provided by quantization/, issue 7: not yet "
-                        "available, so any value is refused with an error)")
+                   help="one-shot pruning before export, from quantization/: magnitude:S (zero the smallest weights "
+                        "of Conv2D/Dense to sparsity S: smaller gzip, same speed) or channels:R (remove fraction R "
+                        "of the prunable filters: fewer MACs). No fine-tuning here: for accuracy, fine-tune with "
+                        "quantization.pruning and export that run with --model-dir")
     p.add_argument("--calibration", metavar="SPEC",
                    help="int8 calibration faces as a dataset spec (e.g. 300w:../shared/data/lfpw/trainset); "
                         "default: synthetic faces (tfalign.data.synthetic), so no data is needed")
@@ -94,8 +96,7 @@ def run(args) -> list:
     from mobile_export import export as export_lib
 
     if args.prune:
-        raise ValueError("--prune: pruning is not available yet (it lands with quantization/, issue 7); export "
-                         "without --prune, or prune with quantization/ first and pass --model-dir")
+        export_lib.parse_prune(args.prune)  # a bad spec fails before the model is loaded
     for flag, value in (("--calibration-size", args.calibration_size), ("--check-size", args.check_size),
                         ("--threads", args.threads)):
         if value <= 0:
@@ -103,6 +104,7 @@ def run(args) -> list:
     if args.palettize and args.target == "tflite":
         raise ValueError("--palettize: applies to CoreML only; use --target coreml or all")
     loaded = export_lib.load_model(args.model, args.model_dir)
+    pruned = export_lib.prune(loaded, args.prune) if args.prune else None
     out = args.out or os.path.join("exports", loaded.name)
     targets = ("tflite", "coreml") if args.target == "all" else (args.target,)
     jobs = [export_lib.Job(target=t, quantize=args.quantize, io_dtype=args.io_dtype, palettize=args.palettize,
@@ -120,6 +122,8 @@ def run(args) -> list:
                 for job in tqdm(jobs, desc="convert + check", unit="target", leave=False)]
     summaries = []
     for item in prepared:
+        if pruned:
+            item.summary["prune"] = pruned
         summary = export_lib.write(item, out, force=args.force)
         print(export_lib.format_summary(summary))
         summaries.append(summary)

@@ -107,6 +107,43 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
+PRUNE_KINDS = ("magnitude", "channels")
+
+
+def parse_prune(spec: str) -> tuple:
+    """``magnitude:S`` (unstructured, target sparsity S) or ``channels:R`` (remove fraction R of the filters)."""
+    kind, _, value = spec.partition(":")
+    try:
+        amount = float(value)
+    except ValueError:
+        amount = -1.0
+    if kind not in PRUNE_KINDS or not 0.0 < amount < 1.0:
+        raise ValueError(f"--prune: expected magnitude:S or channels:R with 0 < S, R < 1, got '{spec}'")
+    return kind, amount
+
+
+def prune(loaded: LoadedModel, spec: str) -> dict:
+    """Prune ``loaded.inference`` in place of the loaded model (one shot, no fine-tuning); returns a report.
+
+    The exporter only applies quantization/'s pruning; accuracy after a one-shot prune is the user's to check
+    (fine-tune with ``quantization.pruning.fine_tune`` and export the run with ``--model-dir`` instead).
+    """
+    kind, amount = parse_prune(spec)
+    before = int(loaded.inference.count_params())
+    if kind == "magnitude":
+        from quantization import pruning
+
+        loaded.inference = pruning.one_shot(loaded.inference, amount)
+        report = {"sparsity": pruning.sparsity_report(loaded.inference)}
+    else:
+        from quantization import channel_pruning
+
+        loaded.inference, _ = channel_pruning.prune_channels(loaded.inference, amount)
+        report = {}
+    loaded.weights += f" pruned {spec} (one shot)"
+    return {"spec": spec, "params_before": before, "params_after": int(loaded.inference.count_params()), **report}
+
+
 def _read_card(folder: str) -> dict:
     path = os.path.join(folder, PROVENANCE_FILE)
     if not os.path.isfile(path):

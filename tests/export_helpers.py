@@ -7,9 +7,10 @@ exporter has no special case for it.
 import dataclasses
 
 from tfalign.losses import masked_point_loss
-from tfalign.models.base import Architecture, InputSpec, TrainSpec, register_architecture
+from tfalign.models.base import Architecture, InputSpec, TrainSpec, register_architecture, register_preset
 
 NAME = "export_tiny"
+WIDE = "export_tiny_wide"  # 32 filters: enough for channel pruning (it keeps at least 8 per layer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,9 @@ class ExportTiny(Architecture):
     def loss(self, config, outputs, batch):
         point = masked_point_loss(outputs["landmarks"], batch["points"], batch["mask"])
         return point, {"point": point}
+
+
+register_preset(WIDE, NAME, {"filters": 32}, "export_tiny with 32 filters (exporter tests)")
 
 
 def tiny(normalize="softmax"):

@@ -94,7 +94,8 @@ def test_a_failing_write_keeps_the_old_files(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--prune", "50%"], "--prune: pruning is not available yet"),
+    (["--prune", "50%"], "--prune: expected magnitude:S or channels:R"),
+    (["--prune", "magnitude:1.5"], "--prune: expected"),
     (["--model", "no_such_model"], "--model: unknown model 'no_such_model'"),
     (["--model-dir", "/no/such/run"], "/no/such/run: model dir not found"),
     (["--calibration-size", "0"], "--calibration-size: must be > 0"),
@@ -144,3 +145,16 @@ def test_model_dir_exports_the_runs_weights(tmp_path, capsys):
     assert contract["model"]["weights"] == f"run:{run}" and contract["model"]["training_data"] == "synthetic:10"
     from mobile_export.export import load_model, weights_fingerprint
     assert weights_fingerprint(load_model(None, str(run)).inference) == weights_fingerprint(trained)
+
+
+@pytest.mark.parametrize("spec", ["magnitude:0.5", "channels:0.5"])
+def test_prune_before_export(tmp_path, capsys, spec):
+    code, _, err = _main(["--model", H.WIDE, "--check-size", "3", "--prune", spec, "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / f"{H.WIDE}_float32.summary.json").read_text())
+    assert summary["prune"]["spec"] == spec and summary["parity"]["passed"]
+    assert "pruned " + spec in summary["weights"]
+    if spec.startswith("channels"):
+        assert summary["prune"]["params_after"] < summary["prune"]["params_before"]
+    else:
+        assert "sparsity" in summary["prune"]
