@@ -238,3 +238,11 @@ def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(tmp_path, monk
     assert _main([*TINY, "--epochs", 2, "--steps-per-epoch", 2, "--out", tmp_path / "run"]) == 1
     err = capsys.readouterr().err
     assert "the loss became nan at epoch 1, step 1; last good checkpoint: none" in err
+
+
+def test_usage_errors_are_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _main(["--model", "tiny_test", "--strategy", "cluster", "--out", "x"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid choice: 'cluster'" in err[0]

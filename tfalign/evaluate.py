@@ -17,13 +17,14 @@ import argparse
 import os
 import sys
 
-EXIT_USAGE = 2
+from tfalign.training.cli import EXIT_USAGE, OneLineParser
+
 MAX_ATTRIBUTE_VALUES = 20
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tfalign.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m tfalign.evaluate", description=__doc__.split("\n\n")[0].replace("``", ""),
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-dir", metavar="DIR", help="training run folder (python -m tfalign.train --out DIR)")
     src.add_argument("--tflite", metavar="FILE", help="exported .tflite with its .contract.json beside it")
