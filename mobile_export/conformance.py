@@ -132,23 +132,15 @@ def host_latency(runner, x: np.ndarray, runs: int = 30, warmup: int = 5) -> dict
 
 def synthetic_records(n: int, input_spec, seed: int):
     """Synthetic faces in the model's first markup (calibration and checks on machines without face data)."""
-    from tfalign.data import synthetic
-
-    return synthetic.make_records(n, scheme=input_spec.schemes[0], seed=seed,
-                                  size=max(64, 2 * max(input_spec.height, input_spec.width)))
+    return face_records(None, n, input_spec, seed, "synthetic faces")
 
 
-def load_spec_records(spec: str, limit: Optional[int], flag: str, seed: int = 0) -> list:
-    """Faces of a dataset spec (``tfalign.data.spec``), at most ``limit`` of them, evenly spread."""
-    from tfalign.data.spec import load_records
+def face_records(spec: Optional[str], count: int, input_spec, seed: int, flag: str) -> list:
+    """``count`` faces of a dataset spec (an even random sample), or synthetic faces when ``spec`` is None: the
+    same selection quantization/ calibrates with. Errors name ``flag``."""
+    from quantization.calibration import calibration_records
 
     try:
-        records = list(load_records(spec))
-    except (ValueError, KeyError, OSError) as exc:
-        raise ValueError(f"{flag} {spec}: {exc}") from None
-    if not records:
-        raise ValueError(f"{flag} {spec}: no faces")
-    if limit and len(records) > limit:
-        idx = np.random.default_rng(seed).choice(len(records), limit, replace=False)
-        records = [records[i] for i in sorted(idx)]
-    return records
+        return calibration_records(input_spec, spec, count, seed)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None

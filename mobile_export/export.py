@@ -174,9 +174,7 @@ class Faces:
     def _records(self, spec, size, seed, flag):
         from mobile_export import conformance
 
-        if spec:
-            return conformance.load_spec_records(spec, size, flag, seed)
-        return conformance.synthetic_records(size, self.input_spec, seed)
+        return conformance.face_records(spec, size, self.input_spec, seed, flag)
 
     def calibration_crops(self) -> np.ndarray:
         from mobile_export import conformance

@@ -101,6 +101,7 @@ def test_a_failing_write_keeps_the_old_files(tmp_path, capsys, monkeypatch):
     (["--calibration-size", "0"], "--calibration-size: must be > 0"),
     (["--palettize", "4"], "--palettize: applies to CoreML only"),
     (["--name", "a/b"], "--name: a file stem"),
+    (["--quantize", "int8", "--calibration", "300w:/no/such/dir"], "--calibration: calibration data 300w:/no/such"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, argv, message):
     args = (["--model", H.NAME] if "--model" not in argv and "--model-dir" not in argv else []) + argv
