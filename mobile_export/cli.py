@@ -114,12 +114,16 @@ def run(args) -> list:
     export_lib.check_destinations(out, jobs, args.force)
     faces = export_lib.Faces(loaded.config.input, calibration=args.calibration, calibration_size=args.calibration_size,
                              check=args.check, check_size=args.check_size)
+    # Bad data specs fail here, before minutes of conversion.
+    faces.check_records()
+    if args.quantize == "int8" and "tflite" in targets:
+        faces.calibration_crops()
     # Every target is converted and checked before anything is written: one failure leaves --out as it was.
     from tqdm import tqdm
 
     prepared = [export_lib.prepare(loaded, job, faces, license=args.license, threads=args.threads,
                                    gate=not args.no_check)
-                for job in tqdm(jobs, desc="convert + check", unit="target", leave=False)]
+                for job in tqdm(jobs, desc="convert + check", unit="target", leave=False, disable=len(jobs) < 2)]
     summaries = []
     for item in prepared:
         if pruned:
