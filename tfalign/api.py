@@ -48,7 +48,7 @@ COLORS = ("RGB", "BGR")
 IMAGE_TYPES = "a uint8 NumPy array (H×W gray or H×W×3 with color='RGB' or 'BGR'), an image file path or a PIL image"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # eq on arrays is ambiguous: compare .points explicitly
 class Face:
     """One face's result.
 

@@ -43,7 +43,7 @@ def is_video(path) -> bool:
     return os.fspath(path).lower().endswith(VIDEO_EXTENSIONS)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class TrackedFrame:
     """One frame's result.
 
@@ -95,9 +95,15 @@ class Tracker:
     >>> from tfalign.data.synthetic import make_records
     >>> model = tfalign.load("exports/default/mobile_two_stage_float32.tflite")
     >>> tracker = model.tracker(beta=40.0, fps=25.0)
-    >>> first = tracker.update(make_records(1, size=160, seed=0)[0].image)
-    >>> first.redetected, first.face is not None or first.confidence < tracker.min_confidence
-    (True, True)
+    >>> image = make_records(1, size=160, seed=0)[0].image
+    >>> first = tracker.update(image)
+    >>> first.index, first.time, first.redetected          # the first frame always starts from the detector
+    (0, 0.0, True)
+    >>> second = tracker.update(image)
+    >>> second.time                                        # index / fps unless update(frame, t=seconds)
+    0.04
+    >>> second.face is None or second.face.points.shape == (68, 2)   # None: no face (confidence too low)
+    True
     """
 
     def __init__(self, landmarker, min_cutoff: float = DEFAULTS["min_cutoff"], beta: float = DEFAULTS["beta"],
