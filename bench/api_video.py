@@ -2,7 +2,8 @@
 
 Each LFPW face becomes a 30 fps clip whose ground truth is known exactly: the photo at rest (``still``), moving
 on a 1 Hz sine of 6 % of the image side (``moving``), replaced by a face-free frame (``gone``: gray noise), then
-back at rest (``back``); every frame gets Gaussian pixel noise (σ = 4 levels), as a camera would. ``tfalign.load(MODEL).track(...)`` runs it; per segment the table gives
+back at rest (``back``); every frame gets Gaussian pixel noise (σ = 4 levels), as a camera would.
+``tfalign.load(MODEL).tracker()`` runs it; per segment the table gives
 
 * NME (mean point error / inter-ocular distance of the truth) of the raw and the one-euro smoothed points;
 * jitter: on still segments, the frame-to-frame standard deviation of each point around its mean, / inter-ocular;
@@ -36,7 +37,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mobile_two_stage",
-                   help="anything tfalign.load takes: a packaged name, a run folder or a .tflite (default: %(default)s)")
+                   help="anything tfalign.load takes: a packaged name, a run folder or a .tflite "
+                        "(default: %(default)s)")
     p.add_argument("--data", default=os.path.normpath(DEFAULT_DATA), help="folder of .pts faces (default: LFPW)")
     p.add_argument("--faces", type=int, default=4, help="faces (clips), evenly spread over the folder (default 4)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
