@@ -246,3 +246,25 @@ def test_usage_errors_are_one_line_too(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "invalid choice: 'cluster'" in err[0]
+
+
+def test_skip_bad_goes_on_past_a_broken_file_and_lists_it(tmp_path, capsys):
+    import cv2
+
+    from tfalign.data.synthetic import make_records
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i, rec in enumerate(make_records(6, size=96)):
+        cv2.imwrite(str(faces / f"f{i}.png"), cv2.cvtColor(rec.image, cv2.COLOR_RGB2BGR))
+        pts = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in rec.points)
+        (faces / f"f{i}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{pts}\n}}\n")
+    (faces / "broken.pts").write_text("version: 1\nn_points: 68\n{\n1 2\n")
+    cv2.imwrite(str(faces / "broken.png"), np.zeros((8, 8, 3), np.uint8))
+    argv = ["--model", "tiny_test", "--data", f"300w:{faces}", "--val", "synthetic:4:mtfl_5:1", "--epochs", 1,
+            "--batch-size", 4, "--no-progress"]
+    assert _main([*argv, "--out", tmp_path / "strict"]) == 2
+    assert "broken.pts" in capsys.readouterr().err
+    assert _main([*argv, "--skip-bad", "--out", tmp_path / "lenient"]) == 0
+    run = json.loads((tmp_path / "lenient/config.json").read_text())
+    assert run["skip_bad"] is True and run["train_faces"] == 6
+    assert len(run["skipped_records"]) == 1 and "broken.pts" in run["skipped_records"][0]

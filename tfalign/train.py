@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(machines from TF_CONFIG), tpu (TPU_NAME). Default: default")
     p.add_argument("--steps-per-epoch", type=int, default=None, metavar="K",
                    help="steps per epoch (default: training faces // batch size)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="go on past unreadable records (each is listed in DIR/config.json) instead of stopping")
     p.add_argument("--log-every", type=int, default=10, metavar="STEPS",
                    help="write step losses to TensorBoard every STEPS steps (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
@@ -73,7 +75,7 @@ def plan(args, argv) -> tuple:
             raise ValueError(f"--resume: {exc}") from None
         given = {"model": args.model, "data": args.data or None, "val": args.val or None, "epochs": args.epochs,
                  "seed": args.seed, "batch_size": args.batch_size, "strategy": args.strategy,
-                 "steps_per_epoch": args.steps_per_epoch}
+                 "steps_per_epoch": args.steps_per_epoch, "skip_bad": args.skip_bad or None}
         for key, value in given.items():
             if value is not None and value != getattr(stored, key):
                 raise ValueError(f"--{key.replace('_', '-')} {value!r} differs from the run being resumed "
@@ -97,7 +99,7 @@ def plan(args, argv) -> tuple:
     run = RunSettings(model=args.model, config=config_dict, data=list(args.data), val=list(args.val),
                       epochs=config.train.epochs, batch_size=config.train.batch_size,
                       seed=args.seed if args.seed is not None else 0, steps_per_epoch=args.steps_per_epoch,
-                      strategy=args.strategy or "default")
+                      strategy=args.strategy or "default", skip_bad=args.skip_bad)
     return run, False
 
 

@@ -84,7 +84,9 @@ class Trainer:
         self.log_every = max(1, int(log_every))
         self.arch, self.config = resolve_model(run.model, run.config)
         self.spec = self.config.input
-        loaded = (data_lib.load_specs(run.data, "--data"), data_lib.load_specs(run.val, "--val"))
+        self.skipped = [] if run.skip_bad else None
+        loaded = (data_lib.load_specs(run.data, "--data", self.skipped),
+                  data_lib.load_specs(run.val, "--val", self.skipped))
         data_lib.check_schemes(loaded[0], self.spec, "--data")
         data_lib.check_schemes(loaded[1], self.spec, "--val")
         self.train_records = [r for _, recs in loaded[0] for r in recs]
@@ -153,6 +155,7 @@ class Trainer:
             "val_faces": {spec: len(recs) for spec, recs in self.val_sets},
             "num_workers": self.dist.num_workers,
             "num_replicas": self.dist.num_replicas,
+            "skipped_records": [str(e) for e in self.skipped or []],
             "versions": versions(),
             "command": self.command,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

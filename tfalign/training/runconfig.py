@@ -29,6 +29,7 @@ class RunSettings:
     seed: int = 0
     steps_per_epoch: Optional[int] = None
     strategy: str = "default"
+    skip_bad: bool = False  # go on past unreadable records (listed in config.json) instead of stopping
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
