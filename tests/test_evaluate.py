@@ -139,6 +139,8 @@ def test_attribute_groups_bin_head_yaw():
     assert groups["yaw"] == {"0-30": [0, 1], "30-60": [2, 3], "60-90": [4, 5]}
     assert groups["glasses"] == {"0": [0, 2, 4], "1": [1, 3, 5]}
     assert "expression" not in groups and "pose_pyr" not in groups
+    ids = [FaceRecord("", np.zeros((5, 2)), "mtfl_5", attributes={"annotation_id": i}) for i in range(4)]
+    assert attribute_groups(ids) == {}  # an identifier is not a subset
 
 
 def test_failures_are_the_faces_above_the_threshold(report):
@@ -173,6 +175,7 @@ def test_tflite_export_scores_like_keras(model_dir, tmp_path):
     (["--model-dir", "MODEL", "--data", "bogus:1"], "--data bogus:1"),
     (["--model-dir", "MODEL", "--data", "synthetic:0"], "--data synthetic:0: no faces"),
     (["--model-dir", "MODEL", "--data", "synthetic:2", "--threshold", "0"], "--threshold"),
+    (["--model-dir", "MODEL", "--data", "synthetic:2", "--data", "synthetic:2"], "given more than once"),
 ])
 def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, argv, needle):
     argv = [str(model_dir) if a == "MODEL" else a for a in argv]

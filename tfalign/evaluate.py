@@ -89,7 +89,9 @@ def attribute_groups(records) -> dict:
                 yaw = min(abs(math.degrees(float(value[1]))), 90.0)
                 lo = min(int(yaw // 30) * 30, 60)
                 groups.setdefault("yaw", {}).setdefault(f"{lo}-{lo + 30}", []).append(i)
-    return {k: dict(sorted(v.items())) for k, v in groups.items() if 1 < len(v) <= MAX_ATTRIBUTE_VALUES}
+    # Identifiers (every face its own value) and near-continuous values make no useful groups.
+    return {k: dict(sorted(v.items())) for k, v in groups.items()
+            if 1 < len(v) <= MAX_ATTRIBUTE_VALUES and len(v) < sum(len(ix) for ix in v.values())}
 
 
 def evaluate(source, loaded, threshold: float) -> tuple:
@@ -165,6 +167,9 @@ def main(argv=None) -> int:
     try:
         if not 0 < args.threshold <= 1:
             raise ValueError(f"--threshold: must be in (0, 1], got {args.threshold}")
+        repeated = sorted({d for d in args.data if args.data.count(d) > 1})
+        if repeated:
+            raise ValueError(f"--data {repeated[0]}: given more than once")
         if args.batch_size <= 0:
             raise ValueError(f"--batch-size: must be > 0, got {args.batch_size}")
         for flag, path in (("--out", args.out), ("--plot", args.plot)):
