@@ -90,6 +90,9 @@ def plan(args, argv) -> tuple:
     missing = [f for f in ("model", "data", "val", "epochs") if not getattr(args, f)]
     if missing:
         raise ValueError(f"missing {', '.join('--' + m for m in missing)} (needed unless --resume)")
+    repeated = sorted({v for v in args.val if args.val.count(v) > 1})
+    if repeated:  # (--data may repeat a spec on purpose, to weight a dataset twice)
+        raise ValueError(f"--val {repeated[0]}: given more than once")
     check_strategy_args(args.strategy or "default")
     arch, config, config_dict = build_config(args.model, args.config, args.set, epochs=args.epochs,
                                              batch_size=args.batch_size)
