@@ -269,3 +269,18 @@ def test_skip_bad_goes_on_past_a_broken_file_and_lists_it(tmp_path, capsys):
     run = json.loads((tmp_path / "lenient/config.json").read_text())
     assert run["skip_bad"] is True and run["train_faces"] == 6
     assert len(run["skipped_records"]) == 1 and "broken.pts" in run["skipped_records"][0]
+
+
+def test_paired_views_give_the_loss_the_twin_outputs(tmp_path, monkeypatch):
+    """InputSpec.pair: the pipeline adds image2/points2/affine and the loop runs the model on both views."""
+    from tfalign.training.testing import TinyTest
+    real, seen = TinyTest.loss, []
+
+    def checking(self, config, outputs, batch):
+        seen.append((tuple(outputs["twin"]["landmarks"].shape), "points2" in batch and "affine" in batch))
+        return real(self, config, outputs, batch)
+
+    monkeypatch.setattr(TinyTest, "loss", checking)
+    assert _main([*TINY, "--set", "input.pair=true", "--epochs", 1, "--steps-per-epoch", 1,
+                  "--out", tmp_path / "run"]) == 0
+    assert seen and seen[0] == ((8, 5, 2), True)

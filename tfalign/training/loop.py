@@ -64,6 +64,11 @@ def model_inputs(model, batch: dict):
     return {n: batch[n] for n in names}
 
 
+def twin_view(batch: dict) -> dict:
+    """The batch as seen by the model's second run on a paired sample: ``image2`` in place of ``image``."""
+    return {**batch, "image": batch["image2"]}
+
+
 class Trainer:
     """Trains one run into ``out_dir``. Build with validated inputs (``tfalign.train`` does that)."""
 
@@ -125,6 +130,9 @@ class Trainer:
         def step_fn(batch):
             with tf.GradientTape() as tape:
                 outputs = model(model_inputs(model, batch), training=True)
+                if config.input.pair:
+                    # Paired-view losses (coherent / consistency) compare the model on both views in one step.
+                    outputs = {**outputs, "twin": model(model_inputs(model, twin_view(batch)), training=True)}
                 total, parts = arch.loss(config, outputs, batch)
                 if model.losses:
                     total = total + tf.add_n(model.losses)
