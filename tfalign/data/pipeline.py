@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from tfalign import schemes as schemes_lib
-from tfalign.data import geometry
+from tfalign.data import face3d, geometry
 from tfalign.data.records import DataError, FaceRecord
 
 
@@ -207,6 +207,24 @@ def _augment_pose(pose: np.ndarray, angle_deg: float, flipped: bool) -> np.ndarr
     return p
 
 
+def _pose_from_points(record: FaceRecord) -> np.ndarray:
+    from tfalign.data.pose import estimate_pose
+    where = record.source or record.image_path
+    if record.image is not None:
+        size = (record.image.shape[1], record.image.shape[0])
+    else:
+        from PIL import Image
+        try:
+            with Image.open(record.image_path) as im:  # reads the header only
+                size = im.size
+        except OSError as exc:
+            raise DataError(where, f"cannot read the image size for the pose label ({exc})") from None
+    try:
+        return np.asarray(estimate_pose(record.points, size), np.float32)
+    except ValueError as exc:
+        raise DataError(where, f"no pose label: {exc}") from None
+
+
 class _Source:
     """Everything a sample needs from the records, precomputed once; images decoded lazily (optionally cached)."""
 
@@ -233,6 +251,10 @@ class _Source:
             pyr = rec.attributes.get("pose_pyr") if rec.attributes else None
             if pyr is not None:
                 self.pose[i] = np.asarray(pyr, np.float32).reshape(3)
+                self.pose_mask[i] = 1.0
+            elif "pose" in input_spec.extras and schemes_lib.get_scheme(rec.scheme).name == face3d.SCHEME:
+                # No pose label (LFPW, 300-W): solvePnP of the annotated points against the 3D mean face.
+                self.pose[i] = _pose_from_points(rec)
                 self.pose_mask[i] = 1.0
             if rec.image is None and not os.path.isfile(rec.image_path):
                 raise DataError(rec.source or rec.image_path, f"image file not found: {rec.image_path!r}")
@@ -302,7 +324,8 @@ def make_dataset(records: Sequence[FaceRecord], input_spec, *, training: bool, b
     Keys: ``image`` [B, H, W, C] float32 normalised, ``points`` [B, N, 2] normalised crop coordinates (edge
     origin), ``mask`` [B, N] (1 = annotated), ``index`` [B] (position in ``records``), ``crop_affine`` [B, 2, 3]
     (image pixel → crop pixel of this view, augmentation included). With ``"pose" in input_spec.extras``: ``pose``
-    [B, 3] (pitch, yaw, roll, radians, ``face3d`` convention, updated for rotation and flip) and ``pose_mask`` [B].
+    [B, 3] (pitch, yaw, roll, radians, ``face3d`` convention, updated for rotation and flip; the record's
+    ``pose_pyr``, else ``tfalign.data.pose.estimate_pose`` of its points for 68-point records) and ``pose_mask`` [B].
     With ``input_spec.pair``: ``image2``/``points2``/``mask2`` (a second, independent augmentation), ``affine``
     [B, 2, 3] mapping view-1 normalised coordinates to view-2 normalised coordinates, and ``pair_index`` [B, N]:
     ``points2[b, i] == affine[b] @ points[b, pair_index[b, i]]`` (the views may differ by a mirror).

@@ -258,7 +258,10 @@ def mean_shape(scheme: str = "300w_68", crop_scale: float = 1.25) -> np.ndarray:
 
 
 def _pose_head(image, config):
-    """Shared pose features + three separate regressors (eq. 1) → [B, 3] = (yaw, pitch, roll) radians."""
+    """Shared pose features + three separate regressors (eq. 1) → [B, 3] radians.
+
+    The order is (pitch, yaw, roll), the data pipeline's ``pose`` label, so each regressor learns its own angle.
+    """
     if config.pose_backbone == "lite":
         x = image
         for i, f in enumerate((16, 32, 64, 128)):
@@ -271,7 +274,7 @@ def _pose_head(image, config):
         rgb = layers.Concatenate(name="pose_rgb")([image] * 3) if image.shape[-1] == 1 else image
         feats = layers.GlobalAveragePooling2D(name="pose_pool")(build_backbone(config.pose_backbone, rgb))
     angles = []
-    for name in ("yaw", "pitch", "roll"):
+    for name in ("pitch", "yaw", "roll"):
         h = layers.Dense(64, activation="relu", name=f"pose_{name}_hidden")(feats)
         angles.append(layers.Dense(1, name=f"pose_{name}")(h))
     return layers.Concatenate(name="pose")(angles)
