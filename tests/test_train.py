@@ -48,6 +48,8 @@ def test_help_explains_every_flag():
     (["--model", "tiny_test", *DATA, "--epochs", 1, "--set", "novalue"], "expected key=value"),
     (["--model", "tiny_test", *DATA, "--epochs", 0], "--epochs: must be > 0"),
     (["--model", "tiny_test", "--epochs", 1], "missing --data, --val"),
+    (["--model", "tiny_test", "--data", "synthetic:4:mtfl_5", "--val", "synthetic:4:mtfl_5", "--epochs", 1,
+      "--batch-size", 8], "--batch-size 8: larger than the 4 training faces"),
     (["--model", "tiny_test", *DATA, "--val", DATA[-1], "--epochs", 1], "given more than once"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_training(tmp_path, capsys, argv, needle):

@@ -96,6 +96,11 @@ class Trainer:
         data_lib.check_schemes(loaded[1], self.spec, "--val")
         self.train_records = [r for _, recs in loaded[0] for r in recs]
         self.val_sets = loaded[1]
+        if len(self.train_records) < run.batch_size:
+            # Training batches are full (the remainder of a pass is dropped): fewer faces than one batch would
+            # give an endless stream of nothing.
+            raise ValueError(f"--batch-size {run.batch_size}: larger than the {len(self.train_records)} training "
+                             "faces of --data")
         self.steps_per_epoch = run.steps_per_epoch or max(1, len(self.train_records) // run.batch_size)
         self.dist = distribution or make_distribution(run.strategy)
         self.store = CheckpointStore(out_dir, self.dist.is_chief)
