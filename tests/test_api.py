@@ -200,7 +200,12 @@ def test_run_folder_preset_and_in_memory_model_give_identical_points(tmp_path, m
 def test_a_preset_without_shipped_weights_says_how_to_get_some(tmp_path, monkeypatch):
     from tfalign.models import base
     monkeypatch.setattr(base, "WEIGHTS_ROOT", str(tmp_path))
-    with pytest.raises(ValueError, match="no trained weights ship.*python -m tfalign.train"):
+    with pytest.raises(ValueError, match=r"no trained weights ship.*\(models with shipped weights: none\).*"
+                                         "python -m tfalign.train"):
+        tfalign.load("mobile_two_stage")
+    (tmp_path / "mobile_two_stage_a05").mkdir()
+    (tmp_path / "mobile_two_stage_a05" / "weights.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"shipped weights: mobile_two_stage_a05\)"):
         tfalign.load("mobile_two_stage")
 
 

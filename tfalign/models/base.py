@@ -195,8 +195,10 @@ def load_pretrained(name: str, root: Optional[str] = None):
 
     folder = pretrained_folder(name, root)
     if folder is None:
-        raise ValueError(f"model '{name}': no trained weights ship in {os.path.join(root or WEIGHTS_ROOT, name)}; "
-                         "train one (python -m tfalign.train --model NAME --out DIR) and load DIR instead")
+        shipped = [n for n in list_models() if n in _PRESETS and pretrained_folder(n, root)]
+        raise ValueError(f"model '{name}': no trained weights ship in {os.path.join(root or WEIGHTS_ROOT, name)} "
+                         f"(models with shipped weights: {', '.join(shipped) or 'none'}); train one "
+                         "(python -m tfalign.train --model NAME --out DIR) and load DIR instead")
     arch, _ = resolve(name)
     model, config = importlib.import_module(type(arch).__module__).load_pretrained(folder)
     return arch, config, model
