@@ -113,10 +113,13 @@ def report():
     est = phones.Estimator()
     cal = est.calibration_report()
     print(common.fmt_table(
-        ["group", "rows", "networks", "devices", "eta", "LOO n", "median |err|", "max |err|"],
+        ["group", "rows", "networks", "devices", "eta", "LOO n", "median |err|", "max |err|",
+         "family-out n", "family-out median |err|"],
         [(c["group"], c["rows"], c["workloads"], len(c["devices"]), c["parallel_efficiency"] or "-", c["loo"]["n"],
           "-" if c["loo"]["median_abs_pct"] is None else f"{c['loo']['median_abs_pct']:.1f}%",
-          "-" if c["loo"]["max_abs_pct"] is None else f"{c['loo']['max_abs_pct']:.1f}%") for c in cal]))
+          "-" if c["loo"]["max_abs_pct"] is None else f"{c['loo']['max_abs_pct']:.1f}%", c["leave_family_out"]["n"],
+          "-" if c["leave_family_out"]["median_abs_pct"] is None else
+          f"{c['leave_family_out']['median_abs_pct']:.1f}%") for c in cal]))
     out = REPO / "bench" / "results" / "phone_calibration.json"
     atomic_write_json(out, {"method": phones.METHOD, "groups": cal,
                             "skipped_rows": [{k: v for k, v in r.items() if k != "x"} for r in est.skipped]})

@@ -49,6 +49,13 @@ def test_fit_recovers_a_known_cpu_cost_model_and_loo_error_is_near_zero():
     fit = est.fits[("cpu", "fp32")]
     np.testing.assert_allclose(fit["theta"], theta, rtol=1e-4)
     assert est.error_summary(("cpu", "fp32"))["max_abs_pct"] < 1e-2
+    assert est.error_summary(("cpu", "fp32"), kind="lofo")["max_abs_pct"] < 1e-2
+
+
+def test_network_families():
+    assert phones.family("mobilenet_v1_0.25_128") == "mobilenet_v1"
+    assert phones.family("mobilenet_v3_small_1.0_224") == "mobilenet_v3"
+    assert phones.family("nasnet_mobile_224") == "nasnet" and phones.family("resnet50_224") == "resnet50"
 
 
 def test_per_op_fixed_cost_is_held_to_its_prior_bound():
@@ -84,7 +91,7 @@ def test_estimates_are_labelled_with_method_and_error(real):
     for e in done:
         assert e["estimate_ms"] > 0 and "published" in e["method"]
         cal = e["calibration"]
-        assert cal["sources"] and cal["rows"] >= 1 and "loo_error" in cal
+        assert cal["sources"] and cal["rows"] >= 1 and "loo_error" in cal and "leave_family_out_error" in cal
     for e in out:
         if e["estimate_ms"] is None:
             assert e["why_not"]
@@ -116,7 +123,8 @@ def test_calibration_report_has_leave_one_out_error_on_published_figures(real):
     assert "cpu/fp32" in report and "gpu/fp32" in report
     cpu = report["cpu/fp32"]
     assert cpu["loo"]["n"] >= 5 and cpu["loo"]["median_abs_pct"] is not None
-    for row in cpu["loo_rows"]:
+    assert cpu["leave_family_out"]["n"] >= 5 and len(cpu["families"]) >= 3
+    for row in cpu["loo_rows"] + cpu["leave_family_out_rows"]:
         assert row["published_ms"] > 0 and row["predicted_ms"] > 0 and row["src"]
 
 

@@ -38,7 +38,8 @@ METHOD = ("linear per-op cost model t = sum_op(a*dense_GMACs + b*depthwise_GMACs
           "S = f_family * (GHz of the first big core + eta * GHz of each further big core used), f_family fitted per "
           "CPU family (Android / Apple), eta (parallel efficiency) fitted per group; other delegates: S = a "
           "per-device factor fitted to that device's published figures; a..d >= 0 (d bounded by a per-op dispatch prior) fitted by least squares on relative error to published phone latencies "
-          "(published.json); error = leave-one-out over those figures")
+          "(published.json); error = leave-one-out over those figures, and leave-one-network-family-out (closer to "
+          "the error on an unseen architecture)")
 
 
 def op_features(op: dict, byte_scale: float = 1.0) -> np.ndarray:
@@ -117,13 +118,15 @@ class Estimator:
                 {**row, "x": np.array([f[k] for k in FEATURES]), "speed": speed})
         self.fits = {key: self._fit(rows, key[0]) for key, rows in self.groups.items()}
         self.loo = {key: self._loo(rows, key[0]) for key, rows in self.groups.items()}
+        self.lofo = {key: self._lofo(rows, key[0]) for key, rows in self.groups.items()}
 
     # ------------------------------------------------------------------ fitting
     @staticmethod
-    def _mask(rows) -> np.ndarray:
-        if len({r["workload"] for r in rows}) >= len(FEATURES):
-            return np.ones(len(FEATURES), bool)
-        return np.array([True, True, False, False])  # too few networks: one MAC coefficient (dense = depthwise)
+    def _mode(rows) -> str:
+        """Fewer networks than coefficients cannot pin them down: tie dense and depthwise MACs and drop bytes
+        (2-3 networks), and also the per-op cost (1 network)."""
+        n = len({r["workload"] for r in rows})
+        return "full" if n >= len(FEATURES) else ("macs+ops" if n >= 2 else "macs")
 
     def _fit(self, rows, delegate) -> dict:
         cpu = delegate in CPU_DELEGATES
@@ -134,11 +137,8 @@ class Estimator:
         return min(fits, key=lambda f: f["loss"])
 
     def _fit_eta(self, rows, delegate, eta) -> dict:
-        mask = self._mask(rows)
-        tied = not mask[2]
-        x = np.array([r["x"] for r in rows])
-        if tied:
-            x = np.stack([x[:, 0] + x[:, 1]], axis=1)
+        mode = self._mode(rows)
+        x = _reduce(np.array([r["x"] for r in rows]), mode)
         t = np.array([r["latency_ms"] for r in rows], dtype=float)
         cpu = delegate in CPU_DELEGATES
         # Speed factors: per device for accelerators; per CPU family for CPUs (Apple cores do more per GHz).
@@ -147,7 +147,7 @@ class Estimator:
                          for r in rows])
         ref = max(set(keys), key=keys.count)
         scale = {k: 1.0 for k in keys}
-        bound = None if tied else MAX_OP_COST["cpu" if cpu else "other"]
+        bound = None if mode == "macs" else MAX_OP_COST["cpu" if cpu else "other"]
         for _ in range(50):
             s = base * np.array([scale[k] for k in keys])
             # Divide each equation by its observed time: the fit minimises relative, not absolute, error.
@@ -164,13 +164,8 @@ class Estimator:
                 break
         s = base * np.array([scale[k] for k in keys])
         loss = float(np.sum(((x @ theta) / s / t - 1.0) ** 2))
-        full = np.zeros(len(FEATURES))
-        if tied:
-            full[0] = full[1] = theta[0]
-        else:
-            full[:] = theta
-        return {"theta": full, "scale": scale, "reference": ref, "eta": eta, "loss": loss,
-                "features": list(FEATURES) if not tied else ["total_gmacs"], "rows": len(rows)}
+        return {"theta": _expand(theta, mode), "scale": scale, "reference": ref, "eta": eta, "loss": loss,
+                "features": MODES[mode], "rows": len(rows)}
 
     def _scale_key(self, delegate, device_key) -> str:
         return self.devices[device_key].get("os", "android") if delegate in CPU_DELEGATES else device_key
@@ -201,9 +196,32 @@ class Estimator:
                         "rel_error": (pred - row["latency_ms"]) / row["latency_ms"]})
         return out
 
+    def _lofo(self, rows, delegate) -> list[dict]:
+        """Leave one network FAMILY out: MobileNet v1 variants share their per-op profile, so leaving out one
+        row of them says little about an unseen architecture such as a user's model. Each family is predicted
+        by a fit on the other families only."""
+        out = []
+        for fam in sorted({family(r["workload"]) for r in rows}):
+            rest = [r for r in rows if family(r["workload"]) != fam]
+            if not rest:
+                continue
+            fit = self._fit(rest, delegate)
+            for row in rows:
+                if family(row["workload"]) != fam:
+                    continue
+                s = self._speed(fit, delegate, row["device"], row["threads"])
+                if s is None or self._scale_key(delegate, row["device"]) not in fit["scale"]:
+                    continue
+                pred = float(row["x"] @ fit["theta"]) / s
+                out.append({"family": fam, "workload": row["workload"], "device": row["device"],
+                            "threads": row["threads"], "published_ms": row["latency_ms"], "predicted_ms": pred,
+                            "src": row["src"], "rel_error": (pred - row["latency_ms"]) / row["latency_ms"]})
+        return out
+
     # ------------------------------------------------------------------ reporting
-    def error_summary(self, key, device=None) -> dict:
-        errs = [abs(e["rel_error"]) for e in self.loo.get(key, []) if device is None or e["device"] == device]
+    def error_summary(self, key, device=None, kind="loo") -> dict:
+        table = self.loo if kind == "loo" else self.lofo
+        errs = [abs(e["rel_error"]) for e in table.get(key, []) if device is None or e["device"] == device]
         if not errs:
             return {"n": 0, "median_abs_pct": None, "max_abs_pct": None}
         return {"n": len(errs), "median_abs_pct": 100 * float(np.median(errs)),
@@ -220,7 +238,10 @@ class Estimator:
                         "coefficients": dict(zip(FEATURES, map(float, fit["theta"]))),
                         "fitted_features": fit["features"], "speed_factors": fit["scale"],
                         "speed_factor_reference": fit["reference"], "parallel_efficiency": fit["eta"],
-                        "loo": self.error_summary(key), "loo_rows": self.loo[key]})
+                        "loo": self.error_summary(key), "loo_rows": self.loo[key],
+                        "families": sorted({family(r["workload"]) for r in rows}),
+                        "leave_family_out": self.error_summary(key, kind="lofo"),
+                        "leave_family_out_rows": self.lofo[key]})
         return out
 
     def estimate(self, ops, devices="all", precision=None) -> list[dict]:
@@ -260,6 +281,7 @@ class Estimator:
                             "group": f"{delegate}/{gp}", "rows": len(self.groups[key]),
                             "sources": sorted({r["src"] for r in self.groups[key]}),
                             "loo_error": self.error_summary(key),
+                            "leave_family_out_error": self.error_summary(key, kind="lofo"),
                             "device_rows": len(rows_here),
                             "device_loo_error": self.error_summary(key, dkey)},
                         "top_op_types": _top_types(ops, per_op),
@@ -281,19 +303,42 @@ class Estimator:
         return keys
 
 
+MODES = {"full": list(FEATURES), "macs+ops": ["total_gmacs", "ops"], "macs": ["total_gmacs"]}
+
+
+def _reduce(x: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "full":
+        return x
+    macs = x[:, 0] + x[:, 1]
+    return np.stack([macs, x[:, 3]], axis=1) if mode == "macs+ops" else macs[:, None]
+
+
+def _expand(theta: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "full":
+        return np.asarray(theta, dtype=float)
+    full = np.zeros(len(FEATURES))
+    full[0] = full[1] = theta[0]
+    if mode == "macs+ops":
+        full[3] = theta[1]
+    return full
+
+
 def _bounded_nnls(a, b, bound):
-    """min ||a x - b|| with x >= 0 and x[3] <= bound. If the plain NNLS optimum breaks the bound, the optimum of
-    this convex problem lies on the face x[3] = bound, so fix it there and solve the rest."""
+    """min ||a x - b|| with x >= 0 and x[-1] <= bound (the per-op cost is the last column). If the plain NNLS
+    optimum breaks the bound, the optimum of this convex problem lies on the face x[-1] = bound, so fix it there
+    and solve the rest."""
     from scipy.optimize import nnls
     x, _ = nnls(a, b)
-    if bound is None or x[3] <= bound:
+    if bound is None or x[-1] <= bound:
         return x
-    rest = [0, 1, 2]
-    xr, _ = nnls(a[:, rest], b - a[:, 3] * bound)
-    out = np.zeros(a.shape[1])
-    out[rest] = xr
-    out[3] = bound
-    return out
+    xr, _ = nnls(a[:, :-1], b - a[:, -1] * bound)
+    return np.append(xr, bound)
+
+
+def family(workload: str) -> str:
+    """mobilenet_v1_0.25_128 → mobilenet_v1; nasnet_mobile_224 → nasnet; mediapipe_face_landmark → mediapipe."""
+    parts = workload.split("_")
+    return "_".join(parts[:2]) if parts[0] == "mobilenet" else parts[0]
 
 
 def _top_types(ops, per_op, n: int = 3) -> list[dict]:
@@ -307,23 +352,25 @@ def _top_types(ops, per_op, n: int = 3) -> list[dict]:
 def table(estimates) -> str:
     from .common import fmt_table
 
-    def err(e):
+    def err(e, kind="loo_error"):
         c = e.get("calibration")
         if not c:
             return ""
-        g = c["loo_error"]
+        g = c[kind]
         if not g["n"]:
             return "not validated"
         return f"{g['median_abs_pct']:.0f}% (n={g['n']})"
     rows = [(e["device"], e["delegate"], e.get("threads") or "-", e["precision"],
              "-" if e["estimate_ms"] is None else f"~{e['estimate_ms']:.2f}",
              err(e) if e["estimate_ms"] is not None else e.get("why_not", ""),
+             err(e, "leave_family_out_error") if e["estimate_ms"] is not None else "",
              "" if e["estimate_ms"] is None else ("extrapolated" if e["extrapolated"] else
                                                   f"{e['calibration']['device_rows']} own rows"))
             for e in estimates]
     return (f"{LABEL}S (not measurements; method: per-op linear cost model fitted to published phone latencies, "
             "see --json for details)\n" + fmt_table(
-                ["device", "delegate", "threads", "precision", "est. ms", "LOO median |err|", "basis"], rows))
+                ["device", "delegate", "threads", "precision", "est. ms", "LOO median |err|",
+                 "leave-family-out", "basis"], rows))
 
 
 def chart(estimates, path, title="") -> str:

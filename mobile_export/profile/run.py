@@ -92,12 +92,15 @@ def run(args) -> int:
             cal = est.calibration_report()
             doc["calibration"] = cal
             text.append("phone estimator calibration (leave-one-out over published figures):\n" +
-                        common.fmt_table(["group", "rows", "networks", "devices", "LOO n", "median |err|", "max |err|"],
+                        common.fmt_table(["group", "rows", "networks", "devices", "LOO n", "median |err|", "max |err|",
+         "family-out n", "family-out median |err|"],
                                          [(c["group"], c["rows"], c["workloads"], len(c["devices"]), c["loo"]["n"],
                                            "-" if c["loo"]["median_abs_pct"] is None else
                                            f"{c['loo']['median_abs_pct']:.1f}%",
                                            "-" if c["loo"]["max_abs_pct"] is None else
-                                           f"{c['loo']['max_abs_pct']:.1f}%") for c in cal]))
+                                           f"{c['loo']['max_abs_pct']:.1f}%", c["leave_family_out"]["n"],
+          "-" if c["leave_family_out"]["median_abs_pct"] is None else
+          f"{c['leave_family_out']['median_abs_pct']:.1f}%") for c in cal]))
         if args.devices:
             if model is None:
                 raise ValueError("--devices needs MODEL.tflite")
