@@ -2,7 +2,7 @@
 imported from real phones.
 
 Examples:
-    python -m tfalign.profile exports/default/model.tflite                 # host table, p50/p90/p99
+    python -m tfalign.profile exports/default/mobile_two_stage_int8.tflite  # host table, p50/p90/p99
     python -m tfalign.profile model.tflite --per-op --devices all --out prof/
     python -m tfalign.profile --import pixel7.json iphone15.json --out prof/
     python -m tfalign.profile model.tflite --adb --benchmark-binary ./benchmark_model
