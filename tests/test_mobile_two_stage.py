@@ -433,3 +433,16 @@ def test_int8_model_survives_an_empty_heatmap(tflite_case):
     finally:
         head.set_weights([k, b])
     assert np.all(np.isfinite(got)) and got.shape == (2, 68, 2)
+
+
+def test_coreml_conversion_keeps_the_grouped_predict_block():
+    pytest.importorskip("coremltools")
+    from mobile_export import coreml
+
+    arch, cfg = tiny()
+    inference = arch.inference_model(cfg, arch.build(cfg))
+    info = {"name": "tiny", "architecture": "mobile_two_stage", "weights": "random-init", "license": "n/a",
+            "training_data": "none"}
+    mlmodel, _ = coreml.convert(inference, cfg.input, info)
+    groups = [int(op.groups.val) for op in coreml._program_ops(mlmodel) if op.op_type == "conv"]
+    assert 68 in groups  # one conv with a kernel per landmark, not 68 convs
