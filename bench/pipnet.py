@@ -95,15 +95,18 @@ def int8_check(arch, config, model, val_records) -> dict:
     from mobile_export import tflite as tfl
     from tfalign.training.data import make_dataset
     inference = arch.inference_model(config, model)
-    crops = np.concatenate([b["image"].numpy() for b in make_dataset(val_records, config.input, training=False,
-                                                                      batch_size=16, seed=0)])
+    from tfalign.schemes import get_scheme
+    batches = list(make_dataset(val_records, config.input, training=False, batch_size=16, seed=0))
+    crops = np.concatenate([b["image"].numpy() for b in batches])
+    truth = np.concatenate([b["points"].numpy() for b in batches])  # normalised crop coordinates
+    scheme = get_scheme(config.input.schemes[0])
     blob = tfl.convert(inference, "int8", representative=lambda: [c[None] for c in crops[:32]])
     report = tfl.inspect(blob)
     interp = Interpreter(model_content=blob)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    errs = []
-    for crop in crops:
+    errs, nme_int8, nme_float = [], [], []
+    for crop, gt in zip(crops, truth):
         x = crop[None]
         if inp["dtype"] != np.float32:
             s, z = inp["quantization"]
@@ -116,11 +119,16 @@ def int8_check(arch, config, model, val_records) -> dict:
             y = (y - z) * s
         ref = inference.predict(crop[None], verbose=0)
         errs.append(np.linalg.norm((y - ref)[0] * [config.input.width, config.input.height], axis=-1))
+        # NME in the crop (a similarity of the image, so the same ratio as in image pixels).
+        norm = scheme.norm_distance(gt[:scheme.num_points], "inter_ocular")
+        for pred, acc in ((y[0], nme_int8), (ref[0], nme_float)):
+            acc.append(np.linalg.norm(pred[:scheme.num_points] - gt[:scheme.num_points], axis=-1).mean() / norm)
     errs = np.stack(errs)
     return {"builtin_ops_only": True, "int8_coverage": report.get("int8_coverage"), "size_bytes": len(blob),
             "float_ops": report.get("float_ops"),
             "decoded_vs_float_px_mean": float(errs.mean()), "decoded_vs_float_px_median": float(np.median(errs)),
-            "decoded_vs_float_px_p95": float(np.percentile(errs, 95)), "faces": len(crops)}
+            "decoded_vs_float_px_p95": float(np.percentile(errs, 95)), "faces": len(crops),
+            "val_nme_int8": float(np.mean(nme_int8)), "val_nme_float_same_crops": float(np.mean(nme_float))}
 
 
 def main(argv=None) -> int:
@@ -213,7 +221,8 @@ def main(argv=None) -> int:
         print(f"shipped pipnet_mbv3 (float16 weights): NME {s['val']['nme']:.2%}", end="")
         if "int8_tflite" in s:
             q = s["int8_tflite"]
-            print(f"; full-int8 TFLite decoded vs float: mean {q['decoded_vs_float_px_mean']:.2f} px, "
+            print(f"; full-int8 TFLite NME {q['val_nme_int8']:.2%} (float {q['val_nme_float_same_crops']:.2%}), "
+                  f"decoded vs float: mean {q['decoded_vs_float_px_mean']:.2f} px, "
                   f"p95 {q['decoded_vs_float_px_p95']:.2f} px at 256 px", end="")
         print()
     print(f"wrote {args.out}")
