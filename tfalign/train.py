@@ -22,7 +22,8 @@ from tfalign.training.cli import EXIT_USAGE, OneLineParser
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tfalign.train", description=__doc__.split("\n\n")[0].replace("``", ""),
                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                      epilog="Model names: python -c 'import tfalign.models as m; print(m.list_models())'")
+                      epilog="Model names: python -c 'import tfalign.models as m; print(m.list_models())' (plus tiny_test, "
+                             "the trainer's 32x32 test model). Guide: docs/training.md")
     p.add_argument("--model", help="preset or architecture name (e.g. mobile_two_stage, pipnet_r18, tiny_test); "
                                    "its config carries the paper's defaults. Optional with --resume.")
     p.add_argument("--config", metavar="FILE", help="JSON file with config fields to change (partial: nested "
