@@ -16,13 +16,16 @@ Conv2D, DepthwiseConv2D, Dense, BN, ReLU, ...  tfmot's default 8-bit registry (C
 ``UpSampling2D`` (bilinear), ``Multiply``,      :class:`OutputQuantizeConfig` (RESIZE_BILINEAR / MUL / ADD int8)
 ``Rescaling``, elementwise ``TFOpLambda``
 (MobileNetV3 hard-swish)
-reshape/transpose layers (``PatchesToGroups``,  :class:`NoOpQuantizeConfig`: data movement keeps its input's scale
-``StopGradient``)
+``PatchesToGroups`` (transpose + reshape)       :class:`OutputQuantizeConfig`: its input may come from a float
+                                                RoIAlign, and the grouped conv after it needs an int8 input
+``StopGradient``                                :class:`NoOpQuantizeConfig`: identity
 soft-argmax family (``SoftArgmax``,             :class:`FloatQuantizeConfig`: left float on purpose. A softmax over
 ``SpatialSoftmax``, ``SumSoftArgmax``,          H·W cells has int8 output scale 1/256 (the map collapses) and an
 ``RefineOffset``, ``PIPDecode``)                8-bit coordinate is a 1/255 grid (../shared/STACK.md); in TFLite the
                                                 heatmaps are dequantized once and the expectation runs in float, as
                                                 in the PTQ export (``keep_float_in_int8``)
+any layer with ``keep_float_in_int8 = True``     float, like in the PTQ export (``presets.keeps_float``), e.g. the
+                                                two-stage model's ``RoIAlign``
 anything else                                   left float (not annotated), listed by :func:`coverage`
 =============================================  =================================================================
 
@@ -37,6 +40,7 @@ Example::
 """
 from __future__ import annotations
 
+from quantization.presets import keeps_float
 from tfalign import layers as tfa_layers
 from tfalign._keras import keras
 
@@ -120,14 +124,16 @@ def rule(layer) -> str:
             c is not None and isinstance(layer, c) for n, c in custom.items()
             if n in ("SumSoftArgmax", "RefineOffset", "PIPDecode")):
         return "float"
-    if getattr(layer, "keep_float_in_int8", False):
+    if keeps_float(layer):  # the PTQ export's per-layer policy: QAT and PTQ models keep the same layers float
         return "float"
     if isinstance(layer, tfa_layers.GroupConv2D):
         return "groupconv"
     if isinstance(layer, (tfa_layers.PointPatches, tfa_layers.BilinearSample)):
         return "output"
-    if any(c is not None and isinstance(layer, c) for n, c in custom.items()
-           if n in ("StopGradient", "PatchesToGroups")):
+    if isinstance(layer, custom.get("PatchesToGroups") or ()):
+        # Its input (RoIAlign) may be float; quantizing its output gives the grouped conv an int8 input.
+        return "output"
+    if isinstance(layer, custom.get("StopGradient") or ()):
         return "noop"
     if isinstance(layer, _L.InputLayer):
         return "none"

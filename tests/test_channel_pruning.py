@@ -1,0 +1,183 @@
+"""quantization.channel_pruning: whole filters removed through residual, depthwise, concat, SE and grouped layers."""
+import math
+
+import numpy as np
+import pytest
+
+from quantization import channel_pruning as cp
+from tfalign import config as cfg_lib
+from tfalign._keras import keras, layers
+from tfalign.layers import GroupConv2D, SoftArgmax
+from tfalign.models.base import InputSpec, resolve
+
+
+def _conv_bn(x, f, k, name, stride=1):
+    x = layers.Conv2D(f, k, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu")(layers.BatchNormalization(name=f"{name}_bn")(x))
+
+
+def _toy(seed=0):
+    """Stem, an inverted residual with SE gate (Add + Multiply ties), a concat, and a custom head."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((16, 16, 3), name="image")
+    stem = _conv_bn(inp, 16, 3, "stem", stride=2)
+    h = _conv_bn(stem, 32, 1, "expand")
+    h = layers.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    h = layers.BatchNormalization(name="dw_bn")(h)
+    h = layers.ReLU(name="dw_relu")(h)
+    gate = layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(h)
+    gate = layers.Conv2D(8, 1, activation="relu", name="se_squeeze")(gate)
+    gate = layers.Conv2D(32, 1, activation="sigmoid", name="se_excite")(gate)
+    h = layers.Multiply(name="se_mul")([h, gate])
+    h = layers.Conv2D(16, 1, use_bias=False, name="project_conv")(h)
+    h = layers.BatchNormalization(name="project_bn")(h)
+    x = layers.Add(name="add")([stem, h])
+    side = _conv_bn(x, 24, 3, "side")
+    cat = layers.Concatenate(name="cat")([x, side])
+    cat = layers.BatchNormalization(name="cat_bn")(cat)
+    mid = _conv_bn(cat, 16, 1, "mid")
+    heat = GroupConv2D(4, 3, groups=4, name="group")(layers.Conv2D(8, 1, name="pre_group")(mid))
+    model = keras.Model(inp, {"landmarks": SoftArgmax(name="landmarks")(heat), "heat": heat}, name="toy")
+    # Non-trivial BN statistics, so a removed live channel would show in the outputs.
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.3, b.shape),
+                               rng.normal(0, 0.3, m.shape), rng.uniform(0.5, 2.0, v.shape)])
+    return model
+
+
+def _kill(model, graph, root, channels):
+    """Make ``channels`` of channel space ``root`` identically zero (filters, biases, BN γ and β)."""
+    for name in graph.spaces[root].producers:
+        layer = model.get_layer(name)
+        w = layer.get_weights()
+        w[0][..., channels] = 0.0
+        if len(w) > 1:
+            w[1][channels] = 0.0
+        layer.set_weights(w)
+    for layer in model.layers:
+        if not isinstance(layer, (layers.BatchNormalization, layers.DepthwiseConv2D)):
+            continue
+        offset = 0
+        for seg in graph.inputs_of[layer.name][0]:
+            if graph.find(seg) == root:
+                w = layer.get_weights()
+                idx = np.asarray(channels) + offset
+                if isinstance(layer, layers.BatchNormalization):
+                    w[0][idx] = 0.0
+                    w[1][idx] = 0.0
+                elif len(w) > 1:
+                    w[1][idx] = 0.0
+                layer.set_weights(w)
+            offset += graph.spaces[graph.find(seg)].size
+
+
+@pytest.mark.parametrize("criterion", ["l1", "bn"])
+def test_removing_dead_filters_preserves_outputs_exactly(criterion):
+    model = _toy()
+    ratio = 0.25
+    graph = cp.plan(model, ratio, criterion, divisor=1, min_channels=1).graph
+    killed = {}
+    rng = np.random.default_rng(1)
+    for root, space in graph.roots().items():
+        if space.fixed or not space.producers:
+            continue
+        n = space.size - max(1, math.ceil(space.size * (1 - ratio)))
+        killed[root] = np.sort(rng.choice(space.size, n, replace=False))
+        _kill(model, graph, root, killed[root])
+    assert len(killed) >= 5  # stem+residual tie, expand+excite tie, squeeze, side, mid, pre_group
+    x = np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    ref = model(x)
+    plan = cp.plan(model, ratio, criterion, divisor=1, min_channels=1)
+    for root, idx in killed.items():
+        assert not set(idx) & set(plan.kept[root].tolist()), plan.members[root]
+    slim = cp.apply(model, plan)
+    out = slim(x)
+    assert cp.count_params(slim) < 0.85 * cp.count_params(model)
+    for key in ("landmarks", "heat"):
+        np.testing.assert_allclose(out[key].numpy(), ref[key].numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_tied_spaces_share_one_index_set_and_fixed_ones_stay():
+    model = _toy()
+    slim, plan = cp.prune_channels(model, 0.5, divisor=1, min_channels=1)
+    w = {l.name: l for l in slim.layers}
+    # Residual tie: stem, project and everything reading the sum have the same width.
+    assert w["stem_conv"].filters == w["project_conv"].filters == 8
+    # SE tie: the gate multiplies the expanded channels one for one.
+    assert w["expand_conv"].filters == w["se_excite"].filters == 16
+    assert w["dw"].depthwise_kernel.shape[2] == 16 and w["se_squeeze"].filters == 4
+    # Concat: mid reads the kept channels of both inputs.
+    assert w["mid_conv"].kernel.shape[2] == 8 + w["side_conv"].filters
+    # Read by a custom layer (GroupConv2D) or a model output: never cut.
+    assert w["pre_group"].filters == 8 and w["group"].filters == 4
+    reasons = " ".join(plan.fixed.values())
+    assert "GroupConv2D 'group'" in reasons and "model input" in reasons
+
+
+def test_divisor_and_min_channels():
+    model = _toy()
+    plan = cp.plan(model, 0.9, divisor=8, min_channels=8)
+    for root, idx in plan.kept.items():
+        assert len(idx) % 8 == 0 and len(idx) >= 8 and len(idx) < plan.sizes[root]
+
+
+def test_ratio_zero_is_the_same_model():
+    model = _toy()
+    slim, plan = cp.prune_channels(model, 0.0)
+    assert plan.kept == {} and plan.summary() == "(no channel removed)"
+    x = np.ones((1, 16, 16, 3), np.float32)
+    np.testing.assert_allclose(slim(x)["landmarks"].numpy(), model(x)["landmarks"].numpy(), atol=1e-6)
+
+
+def test_skip_and_ratios_per_layer():
+    model = _toy()
+    plan = cp.plan(model, 0.5, divisor=1, min_channels=1, skip=["side_conv"], ratios={"mid_conv": 0.25})
+    by_member = {tuple(plan.members[r]): len(v) for r, v in plan.kept.items()}
+    assert ("side_conv",) not in by_member and by_member[("mid_conv",)] == 12
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(ratio=1.0), "ratio must be in"), (dict(ratio=0.3, criterion="l2"), "criterion"),
+    (dict(ratio=0.3, skip=["nope"]), "no layer named"), (dict(ratio=0.3, divisor=0), "divisor"),
+    (dict(ratio=0.3, ratios={"mid_conv": 1.5}), "ratios"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cp.plan(_toy(), **kwargs)
+
+
+def test_plan_of_another_model_is_refused():
+    plan = cp.plan(_toy(), 0.3)
+    with pytest.raises(ValueError, match="another model"):
+        cp.apply(_toy(1), plan)
+
+
+def test_shared_layer_is_left_whole():
+    inp = keras.Input((8, 8, 4))
+    conv = layers.Conv2D(8, 1, name="shared")
+    a = conv(layers.Conv2D(4, 1, name="pre")(inp))
+    b = conv(layers.MaxPooling2D(name="pool")(inp))
+    model = keras.Model(inp, [layers.Conv2D(2, 1, name="o1")(a), layers.Conv2D(2, 1, name="o2")(b)])
+    plan = cp.plan(model, 0.5, divisor=1, min_channels=1)
+    assert all("shared" not in plan.members[r] and "pre" not in plan.members[r] for r in plan.kept)
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("mobile_two_stage", {}),
+    ("pipnet_mbv3", {"input": InputSpec(height=64, width=64)}),  # MobileNetV3: SE gates, hard-swish TFOpLambdas
+])
+def test_edge_models_rebuild_with_consistent_shapes(name, overrides):
+    arch, config = resolve(name)
+    if overrides:
+        config = cfg_lib.replace(config, **overrides)
+    model = arch.build(config)
+    slim, plan = cp.prune_channels(model, 0.35)
+    assert plan.removed_fraction() > 0.25
+    assert cp.count_params(slim) < 0.75 * cp.count_params(model)
+    x = np.random.default_rng(0).normal(size=(1, config.input.height, config.input.width, 3)).astype(np.float32)
+    out, ref = slim(x), model(x)
+    assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
+    assert np.all(np.isfinite(out["landmarks"].numpy()))

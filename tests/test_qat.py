@@ -1,0 +1,90 @@
+"""quantization.qat: tfmot QAT over the package's own layers, converted to an int8 TFLite that agrees with Keras."""
+import numpy as np
+import pytest
+
+from quantization import presets, qat
+from tfalign import layers as tfa_layers
+from tfalign._keras import keras, layers
+from tfalign.models.base import InputSpec
+from tfalign.models.mobile_two_stage import MobileTwoStageConfig, build_model
+
+
+def _tiny_two_stage():
+    # Every custom layer of the two-stage model (SumSoftArgmax, StopGradient, PointPatches, PatchesToGroups,
+    # GroupConv2D, RefineOffset) plus bilinear UpSampling2D and Concatenate, at 32 px.
+    keras.utils.set_random_seed(0)
+    config = MobileTwoStageConfig(alpha=0.5, blocks=((8, 1, 1, 1), (16, 1, 2, 2), (16, 1, 2, 2)), heatmap_size=8,
+                                  stage2_stride=4, stage2_channels=8, roi_size=4,
+                                  input=InputSpec(height=32, width=32, schemes=("mtfl_5",)))
+    return config, build_model(config)
+
+
+def _inputs(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    # Smooth random images (blurred noise), so the heatmaps have structure and the landmarks move with the input.
+    x = rng.normal(size=(n, 8, 8, 3)).astype(np.float32)
+    return np.clip(np.repeat(np.repeat(x, 4, axis=1), 4, axis=2), -1, 1)
+
+
+def test_rules_cover_the_package_layers():
+    _, model = _tiny_two_stage()
+    cov = qat.coverage(model)
+    kinds = {name: kind for kind, names in cov.items() for name in names}
+    assert kinds["predict"] == "groupconv"
+    assert kinds["roi_align"] == "float"  # the model's RoIAlign opts out (keep_float_in_int8), as in PTQ
+    assert qat.rule(tfa_layers.PointPatches(4)) == qat.rule(tfa_layers.BilinearSample()) == "output"
+    assert kinds["roi_groups"] == "output" and kinds["roi_centres"] == "noop"
+    assert kinds["coarse"] == kinds["refine"] == kinds["landmarks"] == "float"
+    assert kinds["hm1_up"] == kinds["stem_conv"] == kinds["hm1_concat"] == "registry"
+    assert cov["none"] == ["image"]  # nothing is left float silently
+    assert qat.rule(tfa_layers.SpatialSoftmax()) == "float"
+    assert qat.rule(tfa_layers.SoftArgmax(normalize="sum")) == "float"
+
+
+def test_qat_model_keeps_outputs_and_starts_close_to_float():
+    _, model = _tiny_two_stage()
+    q = qat.quantize_model(model)
+    assert isinstance(q.output, dict) and set(q.output) == set(model.output)
+    wrapped = {type(l).__name__ for l in q.layers}
+    assert "QuantizeWrapperV2" in wrapped or "QuantizeWrapper" in wrapped
+    x = _inputs(4)
+    np.testing.assert_allclose(q(x)["landmarks"].numpy(), model(x)["landmarks"].numpy(), atol=0.03)
+
+
+def test_qat_to_tflite_parity():
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobile_export import tflite
+    _, model = _tiny_two_stage()
+    # Peaky stage-1 maps, so the random model's landmarks follow the input instead of sitting at the centre.
+    w = model.get_layer("heatmap1").get_weights()
+    model.get_layer("heatmap1").set_weights([w[0] * 20.0, np.zeros_like(w[1])])
+    q = qat.quantize_model(model)
+    x = _inputs(8, seed=1)
+    # A few forward passes in training mode set the moving-average activation ranges (what QAT training does).
+    for _ in range(3):
+        q(x, training=True)
+    infer = keras.Model(q.inputs, q.output["landmarks"])
+    data = tflite.convert(infer, preset=presets.for_qat())
+    info = tflite.inspect(data)
+    float_kinds = {op.split()[0] for op in info["float_ops"]}
+    # Every convolution (the grouped predict conv included) and the bilinear resize run in int8.
+    assert not float_kinds & {"CONV_2D", "DEPTHWISE_CONV_2D", "RESIZE_BILINEAR"}, info["float_ops"]
+    assert info["ops"]["CONV_2D"] >= 8 and "QUANTIZE" in info["ops"]
+    it = Interpreter(model_content=data, num_threads=1)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    got = []
+    for i in range(len(x)):
+        it.set_tensor(inp["index"], x[i:i + 1])
+        it.invoke()
+        got.append(it.get_tensor(out["index"])[0])
+    got = np.stack(got)
+    ref = infer(x).numpy()
+    assert ref.std(axis=0).mean() > 1e-3  # the landmarks depend on the input: parity is not trivially met
+    np.testing.assert_allclose(got, ref, atol=0.02)  # 2 % of the crop side: int8 rounding inside the network
+
+
+def test_qat_preset_refuses_calibration_data():
+    with pytest.raises(ValueError, match="only applies to int8"):
+        presets.QuantizationPreset("qat", representative=lambda: iter([]))
