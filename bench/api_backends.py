@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     from tfalign.data.spec import load_records
     from tfalign.io import atomic_write_json
 
+    from api_video import weights_sha256
+    sha = weights_sha256(args.model_dir or args.model or "mobile_two_stage")
     loaded = export.load_model(args.model, args.model_dir)
     if loaded.weights == "random-init":
         print("api_backends: warning: random initialisation (no trained weights): agreement is trivial",
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
                        "nme_vs_keras_max": float(np.max(v["nme_vs_keras"])),
                        "max_abs_vs_keras_crop": float(np.max(v["max_abs_vs_keras_crop"]))}
                    for k, v in per.items()} for how, per in stats.items()}
-    result = {"model": loaded.name, "weights": loaded.weights, "faces": len(records), "data": f"300w:{args.data}#val",
+    result = {"model": loaded.name, "weights": loaded.weights, "weights_sha256": sha, "faces": len(records), "data": f"300w:{args.data}#val",
               "tolerances": {"float_max_abs_crop": 1e-3, "int8_nme": 0.02}, "results": table,
               "command": "python bench/api_backends.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     atomic_write_json(args.out, result)

@@ -1,6 +1,6 @@
 """Tracking through the Python API on videos made from real faces → table + bench/results/api_video.json.
 
-Each LFPW face becomes a 30 fps clip whose ground truth is known exactly: the photo at rest (``still``), moving
+Each face of the LFPW validation split becomes a 30 fps clip whose ground truth is known exactly: the photo at rest (``still``), moving
 on a 1 Hz sine of 6 % of the image side (``moving``), replaced by a face-free frame (``gone``: gray noise), then
 back at rest (``back``); every frame gets Gaussian pixel noise (σ = 4 levels), as a camera would.
 ``tfalign.load(MODEL).tracker()`` runs it; per segment the table gives
@@ -16,7 +16,6 @@ back at rest (``back``); every frame gets Gaussian pixel noise (σ = 4 levels), 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -39,14 +38,32 @@ def parse_args(argv=None):
     p.add_argument("--model", default="mobile_two_stage",
                    help="anything tfalign.load takes: a packaged name, a run folder or a .tflite "
                         "(default: %(default)s)")
-    p.add_argument("--data", default=os.path.normpath(DEFAULT_DATA), help="folder of .pts faces (default: LFPW)")
-    p.add_argument("--faces", type=int, default=4, help="faces (clips), evenly spread over the folder (default 4)")
+    p.add_argument("--data", default=os.path.normpath(DEFAULT_DATA),
+                   help="300-W style folder; its fixed #val split is used (default: LFPW)")
+    p.add_argument("--faces", type=int, default=4, help="faces (clips), evenly spread over #val (default 4)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                  "api_video.json"))
     args = p.parse_args(argv)
     if args.faces <= 0:
         p.error("--faces: must be > 0")
     return args
+
+
+def weights_sha256(name_or_path: str) -> str:
+    """sha256 of the weights file behind a tfalign.load argument (run folders change while they train)."""
+    import hashlib
+
+    from tfalign.models.base import WEIGHTS_ROOT
+    if os.path.isdir(name_or_path):
+        path = os.path.join(name_or_path, "best.weights.h5")
+    elif os.path.isfile(name_or_path):
+        path = name_or_path
+    else:
+        path = os.path.join(WEIGHTS_ROOT, name_or_path, "weights.npz")
+    if not os.path.isfile(path):
+        return "unknown"
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def clip(image: np.ndarray, points: np.ndarray, seed: int):
@@ -79,19 +96,22 @@ def main(argv=None) -> int:
 
     import tfalign
     from tfalign.data.pipeline import load_image
-    from tfalign.data.readers import read_pts
+    from tfalign.data.records import DataError
+    from tfalign.data.spec import load_records
     from tfalign.io import atomic_write_json
 
-    files = sorted(glob.glob(os.path.join(args.data, "*.pts")))
-    if not files:
-        print(f"api_video: error: --data {args.data}: no .pts faces", file=sys.stderr)
+    try:
+        records = load_records(f"300w:{args.data}#val")
+    except (ValueError, DataError) as exc:
+        print(f"api_video: error: --data {args.data}: {exc}".splitlines()[0], file=sys.stderr)
         return 2
-    files = [files[i] for i in np.linspace(0, len(files) - 1, args.faces).astype(int)]
+    records = [records[i] for i in np.linspace(0, len(records) - 1, min(args.faces, len(records))).astype(int)]
+    files = [r.source or r.image_path for r in records]
+    sha = weights_sha256(args.model)
     model = tfalign.load(args.model)
     rows = {name: {"nme_raw": [], "nme_smooth": [], "jitter_raw": [], "jitter_smooth": [], "confidence": [],
                    "tracked": [], "redetected": [], "ms": []} for name, _ in SEGMENTS}
-    for i, path in enumerate(tqdm(files, desc="clips", unit="clip")):
-        rec = read_pts(path)
+    for i, rec in enumerate(tqdm(records, desc="clips", unit="clip")):
         image, gt = load_image(rec), np.asarray(rec.points, np.float64)
         iod = float(model.scheme.norm_distance(gt, "inter_ocular"))
         frames, truth, names = clip(image, gt, i)
@@ -121,7 +141,7 @@ def main(argv=None) -> int:
         return float(np.mean(v)) if len(v) else None
 
     table = {name: {k: mean(v) for k, v in row.items()} | {"frames": len(row["ms"])} for name, row in rows.items()}
-    result = {"model": args.model, "model_repr": repr(model), "data": args.data, "faces": files, "fps": FPS,
+    result = {"model": args.model, "model_repr": repr(model), "weights_sha256": sha, "data": args.data, "faces": files, "fps": FPS,
               "segments": dict(SEGMENTS), "tracking": model.tracker().params, "results": table,
               "command": "python bench/api_video.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     atomic_write_json(args.out, result)
