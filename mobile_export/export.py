@@ -85,7 +85,7 @@ def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
         keras_model, config = loader(folder)
         card = _read_card(folder)
         return LoadedModel(name, arch.name, config, arch.inference_model(config, keras_model),
-                           f"pretrained:{os.path.relpath(folder, os.path.dirname(WEIGHTS_ROOT))}",
+                           f"pretrained:{os.path.relpath(folder, os.path.dirname(os.path.dirname(WEIGHTS_ROOT)))}",
                            card.get("license", "unspecified"), card.get("training_data", "unspecified"))
     from tfalign._keras import keras
 
