@@ -81,11 +81,22 @@ def coreml_contract(input_spec, input_name: str, output_name: str, output_shape,
     return validate_contract(contract, model_info.get("file", "contract"))
 
 
+def output_schemes(schemes, num_points: int) -> tuple:
+    """The leading markups of ``schemes`` whose points the landmark output carries: an inference model gives the
+    primary markup only (``tfalign.models.base``), e.g. the 68 points of a (68, 5) DeCaFA."""
+    total = 0
+    for i, name in enumerate(schemes):
+        total += get_scheme(name).num_points
+        if total == num_points:
+            return tuple(schemes[:i + 1])
+    return tuple(schemes)  # no prefix matches: validate_contract names the mismatch
+
+
 def _assemble(input_spec, model_info: dict, inp: dict, out: dict) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "model": {"tfalign_version": tfalign.__version__, **model_info},
-        "scheme": scheme_block(input_spec.schemes),
+        "scheme": scheme_block(output_schemes(input_spec.schemes, int(out["shape"][-2]))),
         "input": {**_input_base(input_spec), **inp},
         "crop": crop_block(input_spec),
         "outputs": [{"kind": "landmarks", **out, "layout": "xy_normalized", "origin": "edge"}],
