@@ -15,6 +15,7 @@ $(VENV)/.installed: setup.py
 
 venv: $(VENV)/.installed
 	@bash android_demo/scripts/install_jvm_tools.sh  # kotlinc + junit4 for the Android core tests; no-op when present
+	@bash web_demo/scripts/install_chromium.sh  # Debian chromium for the web_demo end-to-end test; no-op when present
 
 demo: venv
 	$(PY) -m tfalign.export --target tflite --out exports/default --force

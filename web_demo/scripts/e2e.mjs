@@ -54,7 +54,7 @@ try {
     await page.evaluate(() => window.tfalignDemo.stop());
   }
   const result = await page.evaluate(() => ({ error: window.tfalignDemo.error, last: window.tfalignDemo.last,
-    frames: window.tfalignDemo.frames }));
+    frames: window.tfalignDemo.frames, trackedFrames: window.tfalignDemo.trackedFrames }));
   if (!result.error && benchmark) {
     result.benchmark = await page.evaluate((b) => window.tfalignDemo.benchmark({ ...b, download: false }), benchmark);
   }

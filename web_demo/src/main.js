@@ -28,7 +28,7 @@ const grab = document.createElement('canvas').getContext('2d', { willReadFrequen
 const state = {
   estimator: null, modelBytes: null, modelName: '', contractName: '',
   smoother: new LandmarkSmoother(), latency: new RollingLatency(60), trackBox: null,
-  source: null, loopId: 0, busy: false, frames: 0, last: null, error: null,
+  source: null, loopId: 0, busy: false, frames: 0, trackedFrames: 0, last: null, error: null,
 };
 
 function setStatus(text, error = false) {
@@ -96,7 +96,9 @@ async function processFrame(source, width, height, tSeconds, still) {
   if (!est) throw new Error('no model loaded: choose a .tflite and its contract');
   const frame = grabFrame(source, width, height);
   const track = $('track').checked;
-  let box = !still && track && state.trackBox ? state.trackBox : detectorBox(width, height);
+  const tracking = !still && track && state.trackBox !== null;
+  let box = tracking ? state.trackBox : detectorBox(width, height);
+  let boxSource = tracking ? 'tracking' : 'detector';
   let result = await est.estimate(frame, box);
   const defaultRefine = $('box').value.trim() ? 0 : 1;
   const refine = still ? Number(params.get('refine') ?? defaultRefine) : 0;
@@ -104,6 +106,7 @@ async function processFrame(source, width, height, tSeconds, still) {
     box = pointsBox(result.points);
     if (!plausible(box, width, height)) break;
     result = await est.estimate(frame, box);
+    boxSource = 'refined';
   }
   const next = pointsBox(result.points);
   if (track && plausible(next, width, height)) {
@@ -117,10 +120,11 @@ async function processFrame(source, width, height, tSeconds, still) {
   result.times.post += performance.now() - t0;
   draw(source, frame, result, shown);
   state.latency.add(result.times.pre, result.times.inference, result.times.post);
-  $('times').textContent = state.latency.text();
+  $('times').textContent = `${state.latency.text()} · box: ${boxSource}`;
   state.frames += 1;
+  if (tracking) state.trackedFrames += 1;
   state.last = {
-    frameIndex: state.frames, still, t: tSeconds, frame: { width, height }, box: result.box,
+    frameIndex: state.frames, still, t: tSeconds, frame: { width, height }, box: result.box, boxSource,
     window: result.window, crop: toBase64(result.crop), raw: result.raw,
     points: Array.from(result.points), shown: Array.from(shown), times: result.times,
   };
@@ -320,6 +324,7 @@ window.tfalignDemo = {
   get error() { return state.error; },
   get last() { return state.last; },
   get frames() { return state.frames; },
+  get trackedFrames() { return state.trackedFrames; },
   runImage, startCamera, benchmark, stop: stopSource,
 };
 
