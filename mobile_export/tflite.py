@@ -90,6 +90,10 @@ def convert(model, quantize: str = "none", representative: Optional[Callable[[],
         raise _explain(exc, model) from None
     if quantize == "int8":
         result = _quantize_calibrated(result, model, io_dtype)
+    elif quantize == "qat" and preset.io_dtype != "float32":
+        from tensorflow.lite.python import util as tfl_util
+        dtype = tf.int8 if preset.io_dtype == "int8" else tf.uint8
+        result = bytes(tfl_util.modify_model_io_type(result, dtype, dtype))
     check_builtin(result, model)
     return result
 
