@@ -6,15 +6,12 @@ there, else a synthetic face) as a still image and as a fake camera stream (a .y
 landmarks are compared with ``tfalign.runtime`` (Python LiteRT) on the same crop. Skips with the reason where
 Node/npm or Chromium is missing (``make venv`` installs Chromium: web_demo/scripts/install_chromium.sh).
 """
-import functools
 import hashlib
-import http.server
 import json
 import os
 import pathlib
 import shutil
 import subprocess
-import threading
 
 import numpy as np
 import pytest
@@ -127,31 +124,20 @@ def _write_y4m(path, frames):
             fh.write(b"FRAME\n" + cv2.cvtColor(f["rgb"], cv2.COLOR_RGB2YUV_I420).tobytes())
 
 
+def _serve_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("web_demo_serve", WEB / "scripts" / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def server(built, models, face):
     """dist/ on 127.0.0.1 (a free port), with /models/ → the exports and /faces/ → the face files."""
-    folders = {"/models/": models["none"].parent, "/faces/": face[2]}
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
-                          ".mjs": "text/javascript", ".js": "text/javascript"}
-
-        def translate_path(self, path):
-            for prefix, folder in folders.items():
-                if path.startswith(prefix):
-                    return str(folder / path[len(prefix):].split("?")[0])
-            return super().translate_path(path)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            functools.partial(Handler, directory=str(built)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    url, stop = _serve_module().serve_in_thread(built, {"/models/": models["none"].parent, "/faces/": face[2]})
+    yield url
+    stop()
 
 
 def _page(url, tmp_path, mode="image", expect_error=False, **opts):
