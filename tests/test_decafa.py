@@ -111,3 +111,12 @@ def test_bad_config_is_rejected():
         DeCaFAConfig(fusion="F9")
     with pytest.raises(ValueError, match="num_stages"):
         DeCaFAConfig(num_stages=5)
+
+
+def test_export_contract_names_the_exported_markup_only():
+    # Training predicts 68 + 5 points; the inference model (and so the .tflite/.mlpackage contract) only the 68.
+    from mobile_export.contract import output_schemes, scheme_block
+    schemes = DeCaFAConfig().input.schemes
+    assert output_schemes(schemes, 68) == ("300w_68",)
+    assert scheme_block(output_schemes(schemes, 68))["num_points"] == 68
+    assert output_schemes(schemes, 73) == ("300w_68", "mtfl_5")
