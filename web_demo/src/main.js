@@ -53,6 +53,14 @@ function detectorBox(width, height) {
   return applyCalibration(checkBox(box, `box "${text}"`), IDENTITY);
 }
 
+/** Extra passes on a still image: ?refine=N, else 1 on the portrait framing and 0 on a given box. */
+function refinePasses() {
+  const text = params.get('refine');
+  if (text === null) return $('box').value.trim() ? 0 : 1;
+  if (!/^[0-9]+$/.test(text)) throw new RangeError(`refine: expected a whole number >= 0, got "${text}"`);
+  return Number(text);
+}
+
 /** A tracked box is kept while it is a plausible face inside the frame; otherwise the detector takes over. */
 function plausible(box, width, height) {
   const [x, y, w, h] = box;
@@ -100,8 +108,7 @@ async function processFrame(source, width, height, tSeconds, still) {
   let box = tracking ? state.trackBox : detectorBox(width, height);
   let boxSource = tracking ? 'tracking' : 'detector';
   let result = await est.estimate(frame, box);
-  const defaultRefine = $('box').value.trim() ? 0 : 1;
-  const refine = still ? Number(params.get('refine') ?? defaultRefine) : 0;
+  const refine = still ? refinePasses() : 0;
   for (let k = 0; k < refine; k++) {
     box = pointsBox(result.points);
     if (!plausible(box, width, height)) break;
@@ -221,7 +228,12 @@ function runVideoLoop(video) {
 async function startCamera() {
   stopSource();
   if (!navigator.mediaDevices?.getUserMedia) throw new Error('camera: this browser has no getUserMedia (use https or localhost)');
-  const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+  } catch (e) {
+    throw new Error(`camera: ${e.name ?? 'error'}: ${e.message ?? e} (allow the camera, or choose an image/video)`);
+  }
   const v = $('video');
   v.srcObject = stream;
   await v.play();
@@ -329,7 +341,9 @@ window.tfalignDemo = {
 };
 
 async function init() {
-  if (params.get('accelerator')) $('accelerator').value = params.get('accelerator');
+  const acc = params.get('accelerator');
+  if (acc !== null && !['wasm', 'webgpu'].includes(acc)) throw new RangeError(`accelerator: expected wasm or webgpu, got "${acc}"`);
+  if (acc) $('accelerator').value = acc;
   if (params.get('box')) $('box').value = params.get('box');
   if (params.get('smooth') === '0') $('smooth').checked = false;
   if (params.get('track') === '0') $('track').checked = false;

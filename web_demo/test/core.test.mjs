@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { ContractError, parseContract } from '../src/core/contract.js';
+import { LandmarkEstimator } from '../src/core/estimator.js';
 import { cropRGB, cropWindow, decodeLandmarks, encodeInput, pointsBox, rint } from '../src/core/geometry.js';
 import { LandmarkSmoother, OneEuroFilter } from '../src/core/smoothing.js';
 import { RollingLatency, benchmarkReport, summarize } from '../src/core/stats.js';
@@ -129,4 +130,10 @@ test('rolling latency and the benchmark document', () => {
   assert.equal(doc.results[0].runs, 4);
   assert.deepEqual(doc.skipped, [{ delegate: 'gpu', threads: null, error: 'no adapter' }]);
   assert.throws(() => benchmarkReport({ device: {}, model: { sha256: 'x' }, results: [], failures: [] }), /no configuration ran/);
+});
+
+test('an int8-I/O model is refused with the export advice, before LiteRT.js is touched', async () => {
+  const c = app.cases.find((x) => x.contract.input.dtype === 'int8').contract;
+  await assert.rejects(LandmarkEstimator.open(new Uint8Array(4), c, { names: { contract: 'm.contract.json' } }),
+    /m\.contract\.json: input dtype int8 cannot run in LiteRT\.js .*--io-dtype uint8/);
 });
