@@ -284,6 +284,17 @@ def test_fake_camera_stream_tracks_and_matches_python(server, models, face, tmp_
     _assert_overlay(canvas, result, background)
 
 
+def test_copy_model_copies_pairs_and_lists_them(models, tmp_path):
+    dest = tmp_path / "assets"
+    script = str(WEB / "scripts" / "copy_model.sh")
+    proc = subprocess.run(["bash", script, str(models["none"].parent), str(dest)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((dest / "index.json").read_text()) == {"models": ["tiny_int8.tflite", "tiny_none.tflite"]}
+    assert (dest / "tiny_none.contract.json").read_bytes() == models["none"].with_suffix(".contract.json").read_bytes()
+    bad = subprocess.run(["bash", script, str(tmp_path / "nowhere"), str(dest)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nowhere" in bad.stderr and "not found" in bad.stderr
+
+
 def test_a_missing_model_is_reported_by_name(server, tmp_path):
     result, _ = _page(f"{server}?model=models/nope.tflite", tmp_path, expect_error=True)
     assert "nope.tflite" in result["error"] and "not found" in result["error"]
