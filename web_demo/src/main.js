@@ -132,7 +132,7 @@ async function processFrame(source, width, height, tSeconds, still) {
   if (tracking) state.trackedFrames += 1;
   state.last = {
     frameIndex: state.frames, still, t: tSeconds, frame: { width, height }, box: result.box, boxSource,
-    window: result.window, crop: toBase64(result.crop), raw: result.raw,
+    window: result.window, cropBytes: result.crop, raw: result.raw,
     points: Array.from(result.points), shown: Array.from(shown), times: result.times,
   };
   document.body.dataset.state = 'running';
@@ -256,8 +256,7 @@ async function benchmark({ warmupRuns = Number($('warmup').value), runs = Number
   const { contract } = state.estimator;
   const { input } = contract;
   // Fixed input: the last crop when there is one, else mid-grey; the benchmark times the invoke only.
-  const crop = state.last ? Uint8Array.from(atob(state.last.crop), (ch) => ch.charCodeAt(0))
-    : new Uint8Array(input.width * input.height * 3).fill(128);
+  const crop = state.last?.cropBytes ?? new Uint8Array(input.width * input.height * 3).fill(128);
   const x = encodeInput(crop, input);
   const configs = [['wasm', 'xnnpack', 1]];
   if (navigator.gpu) configs.push(['webgpu', 'gpu', null]);
@@ -334,7 +333,12 @@ $('contract-file').onchange = onModelFiles;
 window.tfalignDemo = {
   get state() { return document.body.dataset.state; },
   get error() { return state.error; },
-  get last() { return state.last; },
+  // The crop as base64 (uint8 RGB, row-major), encoded only when asked: the page itself never needs it.
+  get last() {
+    if (!state.last) return null;
+    const { cropBytes, ...rest } = state.last;
+    return { ...rest, crop: toBase64(cropBytes) };
+  },
   get frames() { return state.frames; },
   get trackedFrames() { return state.trackedFrames; },
   runImage, startCamera, benchmark, stop: stopSource,
