@@ -327,6 +327,21 @@ def test_shipped_weights_load_without_data():
     assert pts.shape == (1, 68, 2) and np.all(np.isfinite(pts))
 
 
+@pytest.mark.needs_data
+@pytest.mark.skipif(not SHIPPED, reason="no shipped weights in tfalign/weights/mobile_two_stage yet")
+def test_shipped_weights_align_held_out_real_faces(shared_data):
+    from tfalign.data.spec import load_records
+    from tfalign.training import evaluation
+
+    model, cfg = mts.load_pretrained()
+    val = load_records(f"300w:{shared_data / 'lfpw' / 'trainset'}#val")[:16]
+    pred = evaluation.predict_keras(evaluation.landmark_fn(model), val, cfg.input, batch_size=16)
+    true, mask = evaluation.targets(val, cfg.input.schemes)
+    nme = evaluation.score(pred, true, mask, cfg.input.schemes)["primary"]
+    # Model card: 4.15 % on all 72 #val faces; a broken load or preprocessing mismatch gives > 20 %.
+    assert nme < 0.06, f"shipped weights: inter-ocular NME {100 * nme:.2f} % on 16 held-out LFPW faces"
+
+
 # --- TFLite --------------------------------------------------------------------------------------------------
 
 
