@@ -307,3 +307,15 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
         P.load_pretrained(folder)
     with pytest.raises(ValueError, match="config.json: pretrained PIPNet file not found"):
         P.load_pretrained(str(tmp_path / "nothing"))
+
+
+def test_shipped_pipnet_mbv3_loads_without_data():
+    from tfalign.models.base import load_pretrained
+    arch, config, model = load_pretrained("pipnet_mbv3")
+    assert arch.name == "pipnet" and config.backbone == "mobilenet_v3_large"
+    assert config.neighbors == resolve("pipnet_mbv3")[1].neighbors
+    # A flat grey crop still gets a face-like shape (the implicit prior, §3.4): finite points inside the crop,
+    # eyes above the mouth.
+    pts = model(np.zeros((1, 256, 256, 3), np.float32))["landmarks"].numpy()[0]
+    assert np.all(np.isfinite(pts)) and np.all((pts > 0) & (pts < 1))
+    assert pts[36:48, 1].mean() < pts[48:68, 1].mean()
