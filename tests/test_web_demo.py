@@ -3,7 +3,8 @@
 `npm ci` + `npm run build` (once per session), the page served on 127.0.0.1 with two tiny exports (float32, int8
 with uint8 I/O) of ``tests/export_helpers``' model, fed a face (LFPW's first training image when ../shared/data is
 there, else a synthetic face) as a still image and as a fake camera stream (a .y4m made from the face). The page's
-landmarks are compared with ``tfalign.runtime`` (Python LiteRT) on the same crop. Skips with the reason where
+landmarks are compared with ``tfalign.runtime`` (Python LiteRT) on the same crop. The shipped default model (when
+weights ship) also runs on the fake camera without a box, and must track the face. Skips with the reason where
 Node/npm or Chromium is missing (``make venv`` installs Chromium: web_demo/scripts/install_chromium.sh).
 """
 import hashlib
@@ -271,10 +272,7 @@ def test_fake_camera_stream_tracks_and_matches_python(server, models, face, tmp_
     err = np.abs(_points_on_crop(model, page_crop, last["box"]) - page_points).max()
     assert err <= 1.0, f"camera: page vs Python LiteRT on the same crop: {err:.3f} px"
     # And the crop is the face of the stream: the closest y4m frame (through 4:2:0 and back) cropped at the same box.
-    decoded = [cv2.cvtColor(cv2.cvtColor(f["rgb"], cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420) for f in frames]
-    diffs = [np.abs(geometry.crop_image(d, last["box"], model.spec).astype(int) - page_crop.astype(int)).mean()
-             for d in decoded]
-    assert min(diffs) < 6, f"the page's camera crop matches no frame of the stream (mean level differences {diffs})"
+    _closest_frame(frames, page_crop, last["box"], model)
     # Tracking: later frames crop on the previous frame's landmarks (the detector box only while none are usable).
     assert result["trackedFrames"] >= 1 and last["boxSource"] in ("tracking", "detector")
     if last["boxSource"] == "detector":
@@ -282,6 +280,67 @@ def test_fake_camera_stream_tracks_and_matches_python(server, models, face, tmp_
     assert np.all(np.isfinite(last["shown"]))
     background = cv2.cvtColor(cv2.cvtColor(frames[0]["rgb"], cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420)
     _assert_overlay(canvas, result, background)
+
+
+def _closest_frame(frames, page_crop, box, model):
+    """Index of the stream frame whose crop at ``box`` is the page's crop (mean level difference < 6)."""
+    import cv2
+    from tfalign.data import geometry
+    decoded = [cv2.cvtColor(cv2.cvtColor(f["rgb"], cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420) for f in frames]
+    diffs = [np.abs(geometry.crop_image(d, box, model.spec).astype(int) - page_crop.astype(int)).mean()
+             for d in decoded]
+    assert min(diffs) < 6, f"the page's camera crop matches no frame of the stream (mean level differences {diffs})"
+    return int(np.argmin(diffs))
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """The package's default model with its shipped weights, exported float32 (skips while none ship)."""
+    from mobile_export import contract as contract_lib, export as export_lib, tflite
+    from tfalign.io import atomic_write, atomic_write_json
+    from tfalign.runtime import contract_path_for
+
+    loaded = export_lib.load_model(None, None)
+    if not loaded.weights.startswith("pretrained:"):
+        pytest.skip(f"{loaded.name}: no shipped weights ({loaded.weights}); landmarks would not follow a face")
+    path = tmp_path_factory.mktemp("shipped") / f"{loaded.name}.tflite"
+    data = tflite.convert(loaded.inference, "none")
+    atomic_write(str(path), data)
+    atomic_write_json(contract_path_for(str(path)), contract_lib.tflite_contract(loaded.config.input, data,
+                                                                                 {"name": loaded.name}))
+    return path
+
+
+def test_shipped_model_tracks_a_real_face_on_the_camera(built, shipped, face, tmp_path):
+    """The trained default model on the fake camera without a box: portrait framing, then tracking on a real face."""
+    from tfalign.runtime import LandmarkModel
+
+    image, box, folder, frames = face
+    if not (ROOT.parent / "shared" / "data" / "lfpw").is_dir() and "TFALIGN_DATA" not in os.environ:
+        pytest.skip("needs a real face from ../shared/data (LFPW); the synthetic stand-in is not a trained model's input")
+    url, stop = _serve_module().serve_in_thread(built, {"/models/": shipped.parent})
+    try:
+        result, canvas = _page(f"{url}?model=models/{shipped.name}&camera=1", tmp_path, mode="camera", frames=8,
+                               fakeVideo=str(folder / "camera.y4m"))
+    finally:
+        stop()
+    model = LandmarkModel(str(shipped))
+    last = result["last"]
+    page_points = np.asarray(last["points"]).reshape(-1, 2)
+    page_crop = _page_crop(last, model.contract)
+    assert np.abs(_points_on_crop(model, page_crop, last["box"]) - page_points).max() <= 1.0
+    # A trained model keeps the face: every frame after the first crops on the previous landmarks.
+    assert result["trackedFrames"] >= result["frames"] - 1, result
+    # ... and its landmarks are on the face: mean error against LFPW's markup (moved into that camera frame).
+    k = _closest_frame(frames, page_crop, last["box"], model)
+    from tfalign.data.readers import read_pts
+    data = pathlib.Path(os.environ.get("TFALIGN_DATA", ROOT.parent / "shared" / "data")) / "lfpw" / "trainset"
+    truth = read_pts(str(data / "image_0001.pts"), str(data / "image_0001.jpg")).points * frames[k]["scale"] \
+        + np.asarray(frames[k]["offset"])
+    size = np.sqrt(box[2] * box[3]) * frames[k]["scale"]
+    err = np.linalg.norm(page_points - truth, axis=1).mean() / size
+    assert err < 0.1, f"mean landmark error {err:.3f} of the face size: the page's landmarks are not on the face"
+    _assert_overlay(canvas, result, frames[k]["rgb"])
 
 
 def test_copy_model_copies_pairs_and_lists_them(models, tmp_path):
