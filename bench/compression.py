@@ -172,12 +172,25 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
                         "nonzero_params": params - report["total"]["zeros"],
                         "macs": macs_of(float_data or data), "size_bytes": len(data),
                         "gzip_bytes": pruning.gzip_size(data), **extra}
-        print(f"  {name} {key}: NME {results[key]['nme']:.4%}", file=sys.stderr, flush=True)
+        print(f"  {name} {key}: NME {results[key]['nme']:.4%} ({time.strftime('%H:%M:%S')})", file=sys.stderr,
+              flush=True)
 
     print(f"{name}: weights {source}", file=sys.stderr, flush=True)
     float_bytes = tflite.convert(infer, preset=presets.for_float32())
     record("float32", base, float_bytes, {})
-    if "magnitude" in variants:
+
+    def attempt(key, fn):
+        # One variant failing (e.g. tfmot cannot clone a layer) is recorded, not fatal: the others still count.
+        if key not in variants:
+            return
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - reported in the JSON and the table
+            msg = str(exc).strip().splitlines()
+            results[key] = {"error": f"{type(exc).__name__}: {msg[-1] if msg else ''}"[:300]}
+            print(f"  {name} {key}: FAILED {results[key]['error']}", file=sys.stderr, flush=True)
+
+    def _magnitude():
         steps = args.epochs * args.steps
         pruned, ft = finetune(lambda: pruning.prune_model(
             pruning.copy_model(base), args.sparsity, end_step=max(1, int(0.7 * steps)), frequency=max(1, steps // 10)),
@@ -186,7 +199,10 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         data = tflite.convert(arch.inference_model(config, stripped), preset=presets.for_float32())
         record("magnitude", stripped, data, {"target_sparsity": args.sparsity, "finetune": ft,
                                              "sparsity": pruning.sparsity_report(stripped)["total"]["sparsity"]})
-    if "channel" in variants:
+
+    attempt("magnitude", _magnitude)
+
+    def _channel():
         slim, plan = channel_pruning.prune_channels(base, args.channel_ratio, "l1")
         data0 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
         nme0 = tflite_nme(Runner(data0), val, spec)
@@ -195,17 +211,26 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         record("channel", slim, data, {"ratio": args.channel_ratio, "criterion": "l1",
                                        "channels_removed": round(plan.removed_fraction(), 4),
                                        "nme_before_finetune": nme0, "finetune": ft})
-    if "ptq_int8" in variants:
+
+    attempt("channel", _channel)
+
+    def _ptq_int8():
         rep = calibration.representative_dataset(spec, args.data, args.calibration_size)
         data = tflite.convert(infer, preset=presets.for_int8(rep))
         record("ptq_int8", base, data, {"calibration": f"{args.data} ({args.calibration_size} faces)",
                                         "int8_coverage": tflite.inspect(data)["int8_coverage"]}, float_bytes)
-    if "qat_int8" in variants:
+
+    attempt("ptq_int8", _ptq_int8)
+
+    def _qat_int8():
         from quantization import qat
         qmodel, ft = finetune(lambda: qat.quantize_model(base), arch, config, args, "qat", workdir)
         data = tflite.convert(arch.inference_model(config, qmodel), preset=presets.for_qat())
         record("qat_int8", base, data, {"finetune": ft, "int8_coverage": tflite.inspect(data)["int8_coverage"]},
                float_bytes)
+
+
+    attempt("qat_int8", _qat_int8)
 
     # Latency: interleaved rounds so every variant sees the same load on this shared machine.
     from tfalign.training.data import make_dataset
@@ -225,6 +250,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
 
 
 def goals(r: dict) -> dict:
+    r = {k: v for k, v in r.items() if "error" not in v}
     f = r["float32"]
     out = {}
     if "channel" in r:
@@ -245,6 +271,9 @@ def table(name: str, res: dict) -> str:
              f"{'variant':<10} {'NME':>7} {'dNME':>7} {'params':>9} {'nonzero':>9} {'MMACs':>8} {'dMACs':>7} "
              f"{'KB':>7} {'gzipKB':>7} {'ms':>7} {'speedup':>7}"]
     for k, v in res["variants"].items():
+        if "error" in v:
+            lines.append(f"{k:<10} failed: {v['error']}")
+            continue
         lines.append(f"{k:<10} {v['nme']:7.3%} {v['nme'] / f['nme'] - 1:+7.1%} {v['params']:9d} "
                      f"{v['nonzero_params']:9d} {v['macs'] / 1e6:8.1f} {v['macs'] / f['macs'] - 1:+7.1%} "
                      f"{v['size_bytes'] / 1024:7.0f} {v['gzip_bytes'] / 1024:7.0f} {v['latency_ms']:7.2f} "
