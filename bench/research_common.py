@@ -88,13 +88,16 @@ def train_variant(name: str, model: str, sets: dict, args, extra_data=()) -> dic
             return {"variant": name, "command": shown, "error": lines[-1] if lines else f"exit {proc.returncode}"}
     history = json.load(open(os.path.join(out, "history.json")))["epochs"]
     last = history[-1]
-    primary = next(iter(last["val"].values()))
+    # The epoch whose weights best.weights.h5 holds: every later measurement (latency, top-k, early exit, export)
+    # loads those, so the NME reported beside them is theirs too.
+    best = min(history, key=lambda e: e["val_nme"])
+    primary = next(iter(best["val"].values()))
     scheme = next(iter(primary))
     io = primary[scheme]["inter_ocular"]
     return {"variant": name, "model": model, "set": sets, "extra_data": list(extra_data), "command": shown,
             "run": os.path.relpath(out, REPO), "train_seconds": round(sum(e["train_seconds"] for e in history), 1),
             "wall_seconds": None if done else round(time.time() - t0, 1), "steps": last["step"],
-            "final_loss": last["train"]["loss"],
+            "final_loss": last["train"]["loss"], "best_epoch": best["epoch"],
             "val_nme_pct": 100 * io["nme"], "val_auc@0.1": io["auc@0.1"], "val_fr@0.1_pct": 100 * io["fr@0.1"],
             "val_faces": io["faces"], "val_nme_by_epoch_pct": [round(100 * e["val_nme"], 3) for e in history]}
 
