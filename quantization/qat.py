@@ -13,9 +13,10 @@ Conv2D, DepthwiseConv2D, Dense, BN, ReLU, ...  tfmot's default 8-bit registry (C
                                                 8-bit output (one int8 CONV_2D with groups in TFLite)
 ``PointPatches``, ``BilinearSample``            :class:`OutputQuantizeConfig`: the sampled values are an 8-bit
                                                 tensor (int8 GATHER); the coordinates stay float (FLOOR, weights)
-``UpSampling2D`` (bilinear), ``Multiply``,      :class:`OutputQuantizeConfig` (RESIZE_BILINEAR / MUL / ADD int8)
-``Rescaling``, elementwise ``TFOpLambda``
-(MobileNetV3 hard-swish)
+``UpSampling2D`` (bilinear), ``Multiply``,      :class:`OutputQuantizeConfig` (RESIZE_BILINEAR / MUL int8)
+``Rescaling``
+``TFOpLambda`` (MobileNetV3 hard-swish)         left float: an annotated TFOpLambda breaks ``quantize_apply``'s clone;
+                                                a named hard-swish layer in the backbone would let it be int8
 ``PatchesToGroups`` (transpose + reshape)       :class:`OutputQuantizeConfig`: its input may come from a float
                                                 RoIAlign, and the grouped conv after it needs an int8 input
 ``StopGradient``                                :class:`NoOpQuantizeConfig`: identity
@@ -112,9 +113,6 @@ def _mobile_layers():
                                                "PIPDecode")}
 
 
-_ELEMENTWISE_OPS = {"__operators__.add", "math.add", "math.multiply", "math.subtract", "math.truediv"}
-
-
 def rule(layer) -> str:
     """Which treatment ``layer`` gets: ``registry`` | ``output`` | ``groupconv`` | ``noop`` | ``float`` | ``none``."""
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
@@ -143,8 +141,8 @@ def rule(layer) -> str:
         return "registry"
     if isinstance(layer, (_L.Multiply, _L.Rescaling)):
         return "output"
-    if type(layer).__name__ == "TFOpLambda" and getattr(layer, "symbol", "") in _ELEMENTWISE_OPS:
-        return "output"
+    # TFOpLambda (tensor operators, e.g. MobileNetV3's hard-swish ``relu6(x + 3) * (1/6)``) stays float: tfmot's
+    # quantize_apply cannot re-clone an annotated TFOpLambda (its input arrives as a list; tests/test_qat.py).
     return "none"
 
 

@@ -88,3 +88,20 @@ def test_qat_to_tflite_parity():
 def test_qat_preset_refuses_calibration_data():
     with pytest.raises(ValueError, match="only applies to int8"):
         presets.QuantizationPreset("qat", representative=lambda: iter([]))
+
+
+def test_tf_op_lambdas_stay_float_so_quantize_apply_can_clone_them():
+    # MobileNetV3's hard-swish is written with tensor operators (TFOpLambda layers); tfmot's quantize_apply cannot
+    # re-clone an *annotated* TFOpLambda (its input arrives as a list), so they are left float.
+    inp = keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, padding="same")(inp)
+    h = layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+    model = keras.Model(inp, {"landmarks": layers.Conv2D(2, 1)(layers.Multiply()([x, h]))})
+    cov = qat.coverage(model)
+    assert len([n for n in cov["none"] if n.startswith("tf.")]) == 2
+    q = qat.quantize_model(model)
+    x0 = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    for _ in range(3):  # the activation ranges are moving averages: what QAT training sets
+        q(x0, training=True)
+    ref = model(x0)["landmarks"].numpy()
+    np.testing.assert_allclose(q(x0)["landmarks"].numpy(), ref, atol=0.05 * np.abs(ref).max())
