@@ -177,6 +177,50 @@ def resolve(name: str, config_data: Optional[dict] = None, where: str = "config"
 WEIGHTS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 
 
+WEIGHTS_FILE = "weights.npz"
+CONFIG_FILE = "config.json"
+
+
+def save_weights_folder(model, config, folder: str, dtype: str = "float16") -> str:
+    """Write ``config.json`` + ``weights.npz`` (weights in model order, as ``dtype``) atomically into ``folder``.
+
+    The format of the shipped weights: small (float16 halves them), loadable without TensorFlow's checkpoint
+    machinery, and rebuilt by :func:`load_weights_folder` from the config alone.
+    """
+    import numpy as np
+    from tfalign.io import atomic_path, atomic_write_json
+
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be float16 or float32, got '{dtype}'")
+    os.makedirs(folder, exist_ok=True)
+    with atomic_path(os.path.join(folder, WEIGHTS_FILE)) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{f"w{i:03d}": np.asarray(w, dtype) for i, w in enumerate(model.get_weights())})
+    atomic_write_json(os.path.join(folder, CONFIG_FILE), cfg_lib.to_dict(config))
+    return folder
+
+
+def load_weights_folder(arch: "Architecture", folder: str, what: str = ""):
+    """``(keras.Model, config)`` from a folder written by :func:`save_weights_folder`; errors name the file."""
+    import numpy as np
+
+    what = what or arch.name
+    cfg_path, w_path = os.path.join(folder, CONFIG_FILE), os.path.join(folder, WEIGHTS_FILE)
+    for path in (cfg_path, w_path):
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: pretrained {what} file not found")
+    config = arch.config_from_dict(cfg_lib.load_json(cfg_path), cfg_path)
+    model = arch.build(config)
+    with np.load(w_path) as data:
+        weights = [data[k].astype(np.float32) for k in sorted(data.files)]
+    expected = model.get_weights()
+    if len(weights) != len(expected) or any(a.shape != b.shape for a, b in zip(weights, expected)):
+        raise ValueError(f"{w_path}: weights do not match the model built from {cfg_path} "
+                         f"({len(weights)} arrays for {len(expected)} model weights)")
+    model.set_weights(weights)
+    return model, config
+
+
 def pretrained_folder(name: str, root: Optional[str] = None) -> Optional[str]:
     """``root/<name>`` when trained weights for model ``name`` ship there and its module can load them, else None."""
     import importlib

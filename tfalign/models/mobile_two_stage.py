@@ -41,7 +41,8 @@ from tfalign._keras import keras, layers, register, tf
 from tfalign.data import targets
 from tfalign.layers import GroupConv2D, PointPatches, SoftArgmax, normalized_to_pixel
 from tfalign.losses import masked_point_loss
-from tfalign.models.base import Architecture, InputSpec, TrainSpec, register_architecture, register_preset
+from tfalign.models.base import (CONFIG_FILE, WEIGHTS_FILE, Architecture, InputSpec, TrainSpec, load_weights_folder,
+                                 register_architecture, register_preset, save_weights_folder)
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
                            "mobile_two_stage")
@@ -381,24 +382,11 @@ register_preset("mobile_two_stage_a05", "mobile_two_stage", {"alpha": 0.5},
 # ---------------------------------------------------------------------------------------------------------------
 # Shipped weights
 
-WEIGHTS_FILE = "weights.npz"
-CONFIG_FILE = "config.json"
 
 
 def save_pretrained(model, config: MobileTwoStageConfig, folder: str, dtype: str = "float16") -> str:
-    """Write ``config.json`` + ``weights.npz`` (weights in model order, ``dtype``) atomically into ``folder``."""
-    from tfalign import config as cfg_lib
-    from tfalign.io import atomic_path, atomic_write_json
-
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be float16 or float32, got '{dtype}'")
-    arrays = {f"w{i:03d}": np.asarray(w, dtype=dtype) for i, w in enumerate(model.get_weights())}
-    os.makedirs(folder, exist_ok=True)
-    with atomic_path(os.path.join(folder, WEIGHTS_FILE)) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    atomic_write_json(os.path.join(folder, CONFIG_FILE), cfg_lib.to_dict(config))
-    return folder
+    """Write ``config.json`` + ``weights.npz`` atomically into ``folder`` (see ``base.save_weights_folder``)."""
+    return save_weights_folder(model, config, folder, dtype)
 
 
 def load_pretrained(folder: str = WEIGHTS_DIR):
@@ -406,23 +394,7 @@ def load_pretrained(folder: str = WEIGHTS_DIR):
 
     ``folder`` holds ``config.json`` and ``weights.npz`` as written by :func:`save_pretrained`.
     """
-    from tfalign import config as cfg_lib
-
-    cfg_path = os.path.join(folder, CONFIG_FILE)
-    w_path = os.path.join(folder, WEIGHTS_FILE)
-    for path in (cfg_path, w_path):
-        if not os.path.isfile(path):
-            raise ValueError(f"{path}: pretrained mobile_two_stage file not found")
-    config = cfg_lib.from_dict(MobileTwoStageConfig, cfg_lib.load_json(cfg_path), cfg_path)
-    model = build_model(config)
-    with np.load(w_path) as data:
-        weights = [data[k].astype(np.float32) for k in sorted(data.files)]
-    expected = model.get_weights()
-    if len(weights) != len(expected) or any(a.shape != b.shape for a, b in zip(weights, expected)):
-        raise ValueError(f"{w_path}: weights do not match the model built from {cfg_path} "
-                         f"({len(weights)} arrays for {len(expected)} model weights)")
-    model.set_weights(weights)
-    return model, config
+    return load_weights_folder(MobileTwoStage(), folder, "mobile_two_stage")
 
 
 __all__ = ["MobileTwoStageConfig", "MobileTwoStage", "build_model", "two_stage_loss", "squared_distances",

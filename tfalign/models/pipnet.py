@@ -38,7 +38,8 @@ import numpy as np
 from tfalign._keras import keras, layers, register, tf
 from tfalign.models.backbones import STRIDES, build_backbone, get_backbone
 from tfalign.data.targets import nearest_neighbors, pip_targets
-from tfalign.models.base import Architecture, InputSpec, TrainSpec, register_architecture, register_preset
+from tfalign.models.base import (CONFIG_FILE, WEIGHTS_FILE, Architecture, InputSpec, TrainSpec, load_weights_folder,
+                                 register_architecture, register_preset, save_weights_folder)
 
 # §4.1.2: α and β per network stride, chosen so the classification and regression losses are comparable.
 PAPER_LOSS_WEIGHTS = {16: 0.02, 32: 0.1, 64: 0.125, 128: 0.25}
@@ -362,42 +363,17 @@ register_preset("pipnet_mbv3", "pipnet", {"backbone": "mobilenet_v3_large", "nei
 
 
 # --- shipped weights (tfalign/weights/<preset>/: config.json + weights.npz, found by models.base.load_pretrained) --
-WEIGHTS_FILE = "weights.npz"
-CONFIG_FILE = "config.json"
 
 
 def save_pretrained(model, config: PIPNetConfig, folder: str, dtype: str = "float16") -> str:
-    """Write ``config.json`` (neighbour table included, so loading needs no data) and ``weights.npz`` (weights in
-    model order, ``dtype``) atomically into ``folder``."""
-    from tfalign import config as cfg_lib
+    """Write ``config.json`` (neighbour table included, so loading needs no data) and ``weights.npz`` atomically
+    into ``folder`` (see ``base.save_weights_folder``)."""
     from tfalign.config import replace
-    from tfalign.io import atomic_path, atomic_write_json
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be float16 or float32, got '{dtype}'")
     if config.num_neighbors and not config.neighbors:
         config = replace(config, neighbors=tuple(tuple(int(i) for i in r) for r in resolve_neighbors(config)))
-    os.makedirs(folder, exist_ok=True)
-    with atomic_path(os.path.join(folder, WEIGHTS_FILE)) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{f"w{i:03d}": np.asarray(w, dtype) for i, w in enumerate(model.get_weights())})
-    atomic_write_json(os.path.join(folder, CONFIG_FILE), cfg_lib.to_dict(config))
-    return folder
+    return save_weights_folder(model, config, folder, dtype)
 
 
 def load_pretrained(folder: str):
     """``(keras.Model, PIPNetConfig)`` from a folder written by :func:`save_pretrained`; no data needed."""
-    from tfalign import config as cfg_lib
-    cfg_path, w_path = os.path.join(folder, CONFIG_FILE), os.path.join(folder, WEIGHTS_FILE)
-    for path in (cfg_path, w_path):
-        if not os.path.isfile(path):
-            raise ValueError(f"{path}: pretrained PIPNet file not found")
-    config = cfg_lib.from_dict(PIPNetConfig, cfg_lib.load_json(cfg_path), cfg_path)
-    model = PIPNet().build(config)
-    with np.load(w_path) as data:
-        weights = [data[k].astype(np.float32) for k in sorted(data.files)]
-    expected = model.get_weights()
-    if len(weights) != len(expected) or any(a.shape != b.shape for a, b in zip(weights, expected)):
-        raise ValueError(f"{w_path}: weights do not match the model built from {cfg_path} "
-                         f"({len(weights)} arrays for {len(expected)} model weights)")
-    model.set_weights(weights)
-    return model, config
+    return load_weights_folder(PIPNet(), folder, "PIPNet")
