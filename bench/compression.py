@@ -75,15 +75,11 @@ def parse_args(argv=None):
 
 def load_base(name: str, model_dirs: dict):
     """(arch, config, keras model, source) from shipped weights, a run dir, or random init."""
-    import importlib
-
-    from tfalign.models.base import resolve
+    from tfalign.models.base import load_pretrained, pretrained_folder, resolve
     from tfalign.training import load_model_dir
     arch, config = resolve(name)
-    loader = getattr(importlib.import_module(type(arch).__module__), "load_pretrained", None)
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tfalign", "weights", name)
-    if loader is not None and os.path.isfile(os.path.join(folder, "weights.npz")):
-        model, config = loader(folder)
+    if pretrained_folder(name):
+        arch, config, model = load_pretrained(name)
         return arch, config, model, f"pretrained:tfalign/weights/{name}"
     if name in model_dirs:
         arch, config, model = load_model_dir(model_dirs[name])

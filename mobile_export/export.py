@@ -6,7 +6,6 @@ per-model code. Used by ``mobile_export.cli`` and by the tests.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import shutil
@@ -63,7 +62,7 @@ def default_stem(name: str, target: str, quantize: str, palettize: Optional[int]
 
 def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
     """``--model NAME`` / ``--model-dir DIR`` / neither (the package default) → the inference model."""
-    from tfalign.models.base import resolve
+    from tfalign.models.base import WEIGHTS_FILE, load_weights_folder, pretrained_folder, resolve
 
     if model_dir:
         from tfalign.training import load_model_dir, read_run
@@ -79,10 +78,9 @@ def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
         arch, config = resolve(name)
     except KeyError as exc:
         raise ValueError(f"--model: {exc.args[0]}") from None
-    folder = os.path.join(WEIGHTS_ROOT, name)
-    loader = getattr(importlib.import_module(type(arch).__module__), "load_pretrained", None)
-    if loader is not None and os.path.isfile(os.path.join(folder, "weights.npz")):
-        keras_model, config = loader(folder)
+    folder = pretrained_folder(name, WEIGHTS_ROOT) or os.path.join(WEIGHTS_ROOT, name)
+    if os.path.isfile(os.path.join(folder, WEIGHTS_FILE)):
+        keras_model, config = load_weights_folder(arch, folder, name)
         card = _read_card(folder)
         return LoadedModel(name, arch.name, config, arch.inference_model(config, keras_model),
                            f"pretrained:{os.path.relpath(folder, os.path.dirname(os.path.dirname(WEIGHTS_ROOT)))}",

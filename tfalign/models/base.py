@@ -172,8 +172,8 @@ def resolve(name: str, config_data: Optional[dict] = None, where: str = "config"
     return arch, config
 
 
-#: Shipped trained weights: ``tfalign/weights/<preset>/`` (``config.json`` + ``weights.npz``), read by the
-#: ``load_pretrained(folder)`` function of the preset's architecture module.
+#: Shipped trained weights: ``tfalign/weights/<preset>/`` (``config.json`` + ``weights.npz``, written by
+#: :func:`save_weights_folder`), for any architecture.
 WEIGHTS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 
 
@@ -222,21 +222,14 @@ def load_weights_folder(arch: "Architecture", folder: str, what: str = ""):
 
 
 def pretrained_folder(name: str, root: Optional[str] = None) -> Optional[str]:
-    """``root/<name>`` when trained weights for model ``name`` ship there and its module can load them, else None."""
-    import importlib
-
-    arch, _ = resolve(name)
+    """``root/<name>`` when trained weights for model ``name`` ship there, else None."""
+    resolve(name)  # unknown names fail here, naming the known ones
     folder = os.path.join(root or WEIGHTS_ROOT, name)
-    loader = getattr(importlib.import_module(type(arch).__module__), "load_pretrained", None)
-    if loader is None or not os.path.isfile(os.path.join(folder, "weights.npz")):
-        return None
-    return folder
+    return folder if os.path.isfile(os.path.join(folder, WEIGHTS_FILE)) else None
 
 
 def load_pretrained(name: str, root: Optional[str] = None):
     """The shipped trained model ``name``: ``(arch, config, keras model)``; ValueError when none ships."""
-    import importlib
-
     folder = pretrained_folder(name, root)
     if folder is None:
         shipped = [n for n in list_models() if n in _PRESETS and pretrained_folder(n, root)]
@@ -244,5 +237,5 @@ def load_pretrained(name: str, root: Optional[str] = None):
                          f"(models with shipped weights: {', '.join(shipped) or 'none'}); train one "
                          "(python -m tfalign.train --model NAME --out DIR) and load DIR instead")
     arch, _ = resolve(name)
-    model, config = importlib.import_module(type(arch).__module__).load_pretrained(folder)
+    model, config = load_weights_folder(arch, folder, name)
     return arch, config, model
