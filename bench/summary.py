@@ -1,0 +1,111 @@
+"""The README's model table, generated from bench/results/*.json (never typed by hand).
+
+    python bench/summary.py                 # print the table
+    python bench/summary.py --write-readme  # replace the block between the models-table markers in README.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
+
+
+def _load(name):
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _f(value, fmt):
+    return "–" if value is None else format(value, fmt)
+
+
+def rows() -> list[list[str]]:
+    out = []
+    m2s = _load("mobile_two_stage")
+    if m2s:
+        for r in m2s["rows"]:
+            val = r.get("val") or {}
+            lat = r.get("latency_ms", {})
+            out.append([r["model"], f"{r['params']:,}", _f(r.get("macs", 0) / 1e6, ".0f"),
+                        _f(val.get("tflite_float32", {}).get("nme_pct"), ".2f"),
+                        _f(val.get("tflite_int8", {}).get("nme_pct"), ".2f"),
+                        _f(r.get("float32_kb"), ".0f"), _f(r.get("int8_kb"), ".0f"),
+                        _f(lat.get("float32", {}).get("median"), ".2f"), _f(lat.get("int8", {}).get("median"), ".2f"),
+                        "LFPW, 220 epochs (shipped)" if val else "untrained: size/speed only",
+                        "bench/mobile_two_stage.py"])
+    pip = _load("pipnet")
+    comp = (_load("compression") or {}).get("models", {})
+    if pip:
+        for name, v in pip["variants"].items():
+            c = comp.get(name, {}).get("variants", {})
+            f32, i8 = c.get("float32", {}), c.get("ptq_int8", {})
+            nme = (v.get("val") or {}).get("nme")
+            out.append([name, f"{v['params']:,}", _f(v["gmacs"] * 1e3, ".0f"), _f(nme and nme * 100, ".2f"),
+                        _f(i8.get("nme") and i8["nme"] * 100, ".2f"),
+                        _f(f32.get("size_bytes") and f32["size_bytes"] / 1024, ".0f"),
+                        _f(i8.get("size_bytes") and i8["size_bytes"] / 1024, ".0f"),
+                        _f(f32.get("latency_ms"), ".2f"), _f(i8.get("latency_ms"), ".2f"),
+                        f"LFPW, {v['trained']['epochs']} epochs from scratch (shipped fp16)" if v.get("trained")
+                        else "not trained here (CPU budget)", "bench/pipnet.py, bench/compression.py"])
+    # One row per research architecture: its paper's full variant (the ablations are in the bench JSON).
+    for name, flagship in (("decafa", "S4"), ("dense_unet", "+coherent"), ("pose_tree_moe", "Pose-Tree-MoE")):
+        res = _load(name)
+        if not res:
+            continue
+        for r in [r for r in res["rows"] if r["variant"] == flagship]:
+            steps = r.get("steps")
+            out.append([f"{name} {r['variant']} (lite)", f"{r['params']:,}", "–", _f(r.get("val_nme_pct"), ".1f"), "–",
+                        _f(r.get("float32_kb"), ".0f"), _f(r.get("int8_kb"), ".0f"),
+                        _f((r.get("latency_ms_float32") or {}).get("median"), ".1f"),
+                        _f((r.get("latency_ms_int8") or {}).get("median"), ".1f"),
+                        f"{steps} training steps only: NOT a trained model", f"bench/{name}.py"])
+    peers = _load("peers")
+    if peers:
+        for r in peers["rows"]:
+            if r["model"].startswith("mediapipe"):
+                out.append([f"(reference) {r['model']}", "–", _f(r.get("mmacs"), ".0f"), "–", "–",
+                            _f(r["size_bytes"] / 1024, ".0f"), "–", _f(r.get("p50_ms_1t"), ".2f"), "–",
+                            "468 3-D points, not comparable in accuracy", "bench/peers.py"])
+    return out
+
+
+HEADER = ["model", "params", "MMACs", "val NME % (float TFLite)", "val NME % (int8)", "float32 KB", "int8 KB",
+          "float32 ms", "int8 ms", "weights", "source"]
+
+
+def table() -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--write-readme", action="store_true", help="replace the models table block in README.md")
+    args = ap.parse_args(argv)
+    text = table()
+    print(text)
+    if args.write_readme:
+        from tfalign.io import atomic_write
+        path = os.path.join(ROOT, "README.md")
+        with open(path, encoding="utf-8") as fh:
+            readme = fh.read()
+        if START not in readme or END not in readme:
+            print(f"{path}: markers {START} / {END} not found", file=sys.stderr)
+            return 2
+        head, rest = readme.split(START, 1)
+        _, tail = rest.split(END, 1)
+        atomic_write(path, f"{head}{START}\n{text}\n{END}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
