@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "the model is exported with random weights and the summary says so")
     src.add_argument("--model-dir", metavar="DIR",
                      help="a training run folder (the --out of python -m tfalign.train): exports its best weights")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a config setting that keeps the weights before exporting (repeatable), e.g. "
+                        "--set exit_stage=1 (DeCaFA early exit: only the first stage runs) or --set top_k=4 "
+                        "(Pose-Tree-MoE: only the 4 best regression experts run)")
     p.add_argument("--quantize", choices=("none", "int8", "float16", "dynamic"), default="none",
                    help="none: float32; float16: fp16 weights; dynamic: int8 weights, float activations; int8: "
                         "full-integer (calibrated; spatial softmaxes stay float). CoreML: int8/dynamic = int8 "
@@ -103,7 +107,7 @@ def run(args) -> list:
             raise ValueError(f"{flag}: must be > 0, got {value}")
     if args.palettize and args.target == "tflite":
         raise ValueError("--palettize: applies to CoreML only; use --target coreml or all")
-    loaded = export_lib.load_model(args.model, args.model_dir)
+    loaded = export_lib.load_model(args.model, args.model_dir, args.set)
     pruned = export_lib.prune(loaded, args.prune) if args.prune else None
     out = args.out or os.path.join("exports", loaded.name)
     targets = ("tflite", "coreml") if args.target == "all" else (args.target,)

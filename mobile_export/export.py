@@ -60,14 +60,38 @@ def default_stem(name: str, target: str, quantize: str, palettize: Optional[int]
     return f"{name}_coreml_{kind}"
 
 
-def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
-    """``--model NAME`` / ``--model-dir DIR`` / neither (the package default) → the inference model."""
+def with_overrides(arch, config, keras_model, sets=()):
+    """Apply export-time ``--set key=value`` config changes (e.g. DeCaFA's ``exit_stage``, Pose-Tree-MoE's
+    ``top_k``) to a loaded model: rebuilt from the new config with the same weights. Changes that alter the
+    weights (widths, landmark count...) are refused, naming the ``--set``."""
+    if not sets:
+        return config, keras_model
+    from tfalign import config as cfg_lib
+    from tfalign.training.runconfig import apply_sets
+
+    data = apply_sets(cfg_lib.to_dict(config), sets)
+    new_config = arch.config_from_dict(data, where="--set")
+    rebuilt = arch.build(new_config)
+    old, new = keras_model.get_weights(), rebuilt.get_weights()
+    if len(old) != len(new) or any(a.shape != b.shape for a, b in zip(old, new)):
+        raise ValueError(f"--set {' '.join(sets)}: changes the model's weights; only settings that keep them "
+                         "(e.g. exit_stage, top_k) can change at export time — retrain for the others")
+    rebuilt.set_weights(old)
+    return new_config, rebuilt
+
+
+def load_model(model: Optional[str], model_dir: Optional[str], sets=()) -> LoadedModel:
+    """``--model NAME`` / ``--model-dir DIR`` / neither (the package default) → the inference model.
+
+    ``sets``: ``key=value`` config changes applied before the inference model is made (:func:`with_overrides`).
+    """
     from tfalign.models.base import WEIGHTS_FILE, load_weights_folder, pretrained_folder, resolve
 
     if model_dir:
         from tfalign.training import load_model_dir, read_run
 
         arch, config, keras_model = load_model_dir(model_dir)
+        config, keras_model = with_overrides(arch, config, keras_model, sets)
         run = read_run(model_dir)
         data = run.get("data") or f"see {os.path.join(model_dir, 'config.json')}"
         return LoadedModel(os.path.basename(os.path.normpath(model_dir)), arch.name, config,
@@ -81,6 +105,7 @@ def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
     folder = pretrained_folder(name, WEIGHTS_ROOT) or os.path.join(WEIGHTS_ROOT, name)
     if os.path.isfile(os.path.join(folder, WEIGHTS_FILE)):
         keras_model, config = load_weights_folder(arch, folder, name)
+        config, keras_model = with_overrides(arch, config, keras_model, sets)
         card = _read_card(folder)
         return LoadedModel(name, arch.name, config, arch.inference_model(config, keras_model),
                            f"pretrained:{os.path.relpath(folder, os.path.dirname(os.path.dirname(WEIGHTS_ROOT)))}",
@@ -90,6 +115,7 @@ def load_model(model: Optional[str], model_dir: Optional[str]) -> LoadedModel:
     # Seeded, so a random-init export (tests, demos before weights ship) is the same model on every run.
     keras.utils.set_random_seed(RANDOM_INIT_SEED)
     keras_model = arch.build(config)
+    config, keras_model = with_overrides(arch, config, keras_model, sets)
     return LoadedModel(name, arch.name, config, arch.inference_model(config, keras_model), "random-init",
                        training_data="none: random initialisation (no shipped weights found in "
                                      f"{os.path.relpath(folder)})")

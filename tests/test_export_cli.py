@@ -159,3 +159,25 @@ def test_prune_before_export(tmp_path, capsys, spec):
         assert summary["prune"]["params_after"] < summary["prune"]["params_before"]
     else:
         assert "sparsity" in summary["prune"]
+
+
+def test_set_overrides_keep_weights_and_refuse_weight_changes():
+    """--set exit_stage=1 exports DeCaFA's first stage with the same weights; a width change is refused."""
+    import numpy as np
+
+    from tfalign import config as cfg_lib
+    from tfalign.models.base import resolve
+    from mobile_export.export import with_overrides
+
+    arch, cfg = resolve("decafa")
+    cfg = cfg_lib.replace(cfg, channels=(4, 8, 8), num_stages=2, input=cfg_lib.replace(cfg.input, height=32, width=32))
+    model = arch.build(cfg)
+    early_cfg, early = with_overrides(arch, cfg, model, ["exit_stage=1"])
+    assert early_cfg.exit_stage == 1
+    x = np.random.RandomState(0).rand(1, 32, 32, 1).astype(np.float32)
+    np.testing.assert_allclose(arch.inference_model(early_cfg, early)(x), model(x)["landmarks_stage1"][:, :68],
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="changes the model's weights"):
+        with_overrides(arch, cfg, model, ["channels=[8,8,8]"])
+    with pytest.raises(ValueError, match="unknown config field 'no_such'"):
+        with_overrides(arch, cfg, model, ["no_such=1"])

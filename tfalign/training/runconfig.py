@@ -59,16 +59,22 @@ def build_config(model: str, config_file: Optional[str] = None, sets=(), **train
     data = cfg_lib.to_dict(config)
     if config_file:
         _merge(data, cfg_lib.load_json(config_file), where=config_file)
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set train.learning_rate=1e-3")
-        _set_dotted(data, key.strip(), _parse_value(raw), where=f"--set {item}")
+    apply_sets(data, sets)
     for key, value in train_overrides.items():
         if value is not None:
             data.setdefault("train", {})[key] = value
     config = arch.config_from_dict(data, where=f"config of model '{model}'")
     return arch, config, _jsonable(cfg_lib.to_dict(config))
+
+
+def apply_sets(data: dict, sets) -> dict:
+    """Apply ``--set key=value`` items (dotted keys, JSON values) to a config dict in place; returns it."""
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set train.learning_rate=1e-3")
+        _set_dotted(data, key.strip(), _parse_value(raw), where=f"--set {item}")
+    return data
 
 
 def versions() -> dict:
