@@ -124,7 +124,11 @@ def _match(kernel: np.ndarray, consts: list) -> tuple:
     for view in _kernel_views(kernel):
         for c in consts:
             if c.shape != view.shape:
-                continue
+                # A constant the converter stored with singleton axes for broadcasting, e.g. a bias [E, O]
+                # used as [E, 1, O], is still that weight.
+                if c.size != view.size or np.squeeze(c).shape != np.squeeze(view).shape:
+                    continue
+                c = c.reshape(view.shape)
             k = view.reshape(view.shape[0], -1).astype(np.float64)
             v = c.reshape(c.shape[0], -1).astype(np.float64)
             denom = np.maximum((k * k).sum(1), 1e-30)

@@ -124,3 +124,13 @@ def test_coreml_predictions_match_keras_on_macos(fp16, tiny, tmp_path):
     mlmodel.save(path)
     result = coreml.predict_parity(path, model, H.synthetic(4, config, seed=3), config.input, "none")
     assert result["passed"], result
+
+
+def test_weight_match_accepts_broadcast_layout_and_rejects_other_values():
+    # Pose-Tree-MoE's expert biases [E, O] reach CoreML as [E, 1, O] constants: same weights, other layout.
+    import numpy as np
+
+    from mobile_export.coreml import _match
+    k = np.random.RandomState(0).rand(4, 6).astype(np.float32)
+    assert _match(k, [k.reshape(4, 1, 6)])[0] == 0.0
+    assert _match(k, [np.random.RandomState(1).rand(4, 1, 6)])[0] > 0.1
