@@ -18,22 +18,14 @@ import collections
 import json
 import sys
 
-EXIT_USAGE = 2
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors are one line on stderr (exit code 2), like data errors; --help still shows the usage."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"tfalign.data: error: {message} (see {self.prog} --help)\n")
+from tfalign.cli import EXIT_USAGE, OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tfalign.data.spec import SPEC_HELP
 
-    p = _OneLineParser(prog="python -m tfalign.data", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = OneLineParser(prog="python -m tfalign.data", description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     ins = sub.add_parser("inspect", help="count faces, schemes and bad records of a dataset spec; draw a montage",
