@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -37,6 +36,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+
+from mobile_export.tflite import Runner as TFLiteRunner  # noqa: E402
 
 DEFAULT_TRAIN = "300w:/work/shared/data/lfpw/trainset#train"
 DEFAULT_VAL = "300w:/work/shared/data/lfpw/trainset#val"
@@ -87,29 +88,8 @@ def load_base(name: str, model_dirs: dict):
     return arch, config, arch.build(config), "random-init (no weights found: NME is meaningless)"
 
 
-class Runner:
-    """A .tflite in LiteRT (1 thread): float or int8 input/output handled from the tensor details."""
-
-    def __init__(self, data: bytes):
-        from ai_edge_litert.interpreter import Interpreter
-        self.it = Interpreter(model_content=data, num_threads=1)
-        self.it.allocate_tensors()
-        self.inp = self.it.get_input_details()[0]
-        self.out = self.it.get_output_details()[0]
-
-    def __call__(self, x):
-        x = np.asarray(x, np.float32)
-        if self.inp["dtype"] != np.float32:
-            scale, zero = self.inp["quantization"]
-            info = np.iinfo(self.inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.inp["dtype"])
-        self.it.set_tensor(self.inp["index"], x)
-        self.it.invoke()
-        y = self.it.get_tensor(self.out["index"])
-        if self.out["dtype"] != np.float32:
-            scale, zero = self.out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return y
+class Runner(TFLiteRunner):
+    """A .tflite in LiteRT (1 thread), with a timer."""
 
     def time_ms(self, x, runs: int) -> list:
         out = []

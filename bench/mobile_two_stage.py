@@ -50,48 +50,21 @@ def parse_args(argv=None):
     return args
 
 
-def interpreter(model_bytes: bytes):
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model_bytes, num_threads=1)
-    it.allocate_tensors()
-    return it
-
-
 def tflite_predict(model_bytes: bytes):
     """batch of normalised crops → [B, N, 2] normalised landmarks, one face at a time (static batch 1)."""
-    it = interpreter(model_bytes)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    from mobile_export.tflite import Runner
 
-    def run(x):
-        ys = []
-        for xi in np.asarray(x, np.float32):
-            xi = xi[None]
-            if inp["dtype"] != np.float32:
-                scale, zero = inp["quantization"]
-                info = np.iinfo(inp["dtype"])
-                xi = np.clip(np.round(xi / scale + zero), info.min, info.max).astype(inp["dtype"])
-            it.set_tensor(inp["index"], xi)
-            it.invoke()
-            y = it.get_tensor(out["index"])
-            if out["dtype"] != np.float32:
-                scale, zero = out["quantization"]
-                y = (y.astype(np.float32) - zero) * scale
-            ys.append(y[0])
-        return np.stack(ys)
-
-    return run
+    return Runner(model_bytes).batch
 
 
 def latency_ms(model_bytes: bytes, x: np.ndarray, runs: int, warmup: int) -> dict:
     """Median / p90 / min ms of ``invoke`` on one real crop ``x`` (an unset input may hold NaNs, and NaN
     coordinates make the RoI GATHER indices invalid)."""
-    it = interpreter(model_bytes)
-    inp = it.get_input_details()[0]
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale + zero), -128, 127)
-    it.set_tensor(inp["index"], np.asarray(x[None], inp["dtype"]))
+    from mobile_export.tflite import Runner
+
+    runner = Runner(model_bytes)
+    runner.set_input(x[None])
+    it = runner.interpreter
     for _ in range(warmup):
         it.invoke()
     times = []

@@ -90,7 +90,6 @@ def validate(arch, config, model, val_records) -> dict:
 def int8_check(arch, config, model, val_records) -> dict:
     """Full-int8 TFLite of the inference model vs the float Keras model on the validation crops."""
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
 
     from mobile_export import tflite as tfl
     from tfalign.training.data import make_dataset
@@ -102,21 +101,10 @@ def int8_check(arch, config, model, val_records) -> dict:
     scheme = get_scheme(config.input.schemes[0])
     blob = tfl.convert(inference, "int8", representative=lambda: [c[None] for c in crops[:32]])
     report = tfl.inspect(blob)
-    interp = Interpreter(model_content=blob)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    runner = tfl.Runner(blob, num_threads=None)
     errs, nme_int8, nme_float = [], [], []
     for crop, gt in zip(crops, truth):
-        x = crop[None]
-        if inp["dtype"] != np.float32:
-            s, z = inp["quantization"]
-            x = np.clip(np.round(x / s + z), -128, 127).astype(inp["dtype"])
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        y = interp.get_tensor(out["index"]).astype(np.float32)
-        if out["dtype"] != np.float32:
-            s, z = out["quantization"]
-            y = (y - z) * s
+        y = runner(crop[None])
         ref = inference.predict(crop[None], verbose=0)
         errs.append(np.linalg.norm((y - ref)[0] * [config.input.width, config.input.height], axis=-1))
         # NME in the crop (a similarity of the image, so the same ratio as in image pixels).

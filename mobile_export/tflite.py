@@ -277,3 +277,43 @@ def _explain(exc: Exception, model) -> ExportError:
                            "(tfalign/layers.py has exportable sampling, RoIAlign and soft-argmax)")
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return ExportError(f"TFLite conversion failed: {first}")
+
+
+class Runner:
+    """A ``.tflite`` on float inputs, for benches and tests: the input is quantized and the output dequantized
+    from the tensor details (int8 or uint8), so float and integer exports are compared on the same numbers.
+
+    Unlike :class:`tfalign.runtime.LandmarkModel` it needs no contract (crops in, raw output out). Static batch 1:
+    ``runner(x)`` takes ``[1, ...]``, ``runner.batch(xs)`` runs ``[B, ...]`` one sample at a time.
+    """
+
+    def __init__(self, model_bytes: bytes, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=model_bytes, num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def set_input(self, x) -> None:
+        x = np.asarray(x, np.float32)
+        if self.input["dtype"] != np.float32:
+            scale, zero = self.input["quantization"]
+            info = np.iinfo(self.input["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        self.interpreter.set_tensor(self.input["index"], x.astype(self.input["dtype"]))
+
+    def get_output(self) -> np.ndarray:
+        y = self.interpreter.get_tensor(self.output["index"])
+        if self.output["dtype"] != np.float32:
+            scale, zero = self.output["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y
+
+    def __call__(self, x) -> np.ndarray:
+        self.set_input(x)
+        self.interpreter.invoke()
+        return self.get_output()
+
+    def batch(self, xs) -> np.ndarray:
+        return np.stack([self(x[None])[0] for x in np.asarray(xs, np.float32)])

@@ -361,25 +361,8 @@ def _peaky(model, x):
 
 
 def _run_tflite(model_bytes, x):
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model_bytes, num_threads=1)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    ys = []
-    for xi in x:
-        xi = xi[None]
-        if inp["dtype"] != np.float32:
-            scale, zero = inp["quantization"]
-            xi = np.clip(np.round(xi / scale + zero), -128, 127).astype(inp["dtype"])
-        it.set_tensor(inp["index"], xi)
-        it.invoke()
-        y = it.get_tensor(out["index"])
-        if out["dtype"] != np.float32:
-            scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        ys.append(y[0])
-    return np.stack(ys)
+    from mobile_export.tflite import Runner
+    return Runner(model_bytes).batch(x)
 
 
 @pytest.fixture(scope="module")

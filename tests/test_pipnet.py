@@ -233,21 +233,8 @@ def test_saved_model_round_trip(tiny_model, tmp_path):
 
 # --- TFLite ------------------------------------------------------------------------------------------------------
 def _run_tflite(model_bytes, x):
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_content=model_bytes)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    if inp["dtype"] != np.float32:
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale + zero), -128, 127).astype(inp["dtype"])
-    interp.set_tensor(inp["index"], x)
-    interp.invoke()
-    out = interp.get_output_details()[0]
-    y = interp.get_tensor(out["index"])
-    if out["dtype"] != np.float32:
-        scale, zero = out["quantization"]
-        y = (y.astype(np.float32) - zero) * scale
-    return y
+    from mobile_export.tflite import Runner
+    return Runner(model_bytes).batch(x)
 
 
 def test_full_model_converts_to_builtin_tflite_ops(tiny_model):
