@@ -57,12 +57,9 @@ def main(argv=None) -> int:
 
     from tfalign.data.spec import load_records
 
-    todo = [v for v in variants() if not args.only or v[0] in args.only]
-    rows = []
-    for name, sets, extra in tqdm(todo, desc="train", unit="variant"):
-        rows.append(rc.train_variant(name, "decafa", sets, args, extra))
+    rows = rc.train_all(variants(), "decafa", args)
     if args.train_only:
-        return 0 if all("error" not in r for r in rows) else 1
+        return rc.exit_code(rows)
     val = load_records(args.val)
     crop = None
     exits = []

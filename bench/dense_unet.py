@@ -43,11 +43,9 @@ def main(argv=None) -> int:
     args = rc.finish_args(rc.parser(__doc__, "dense_unet", epochs=1, steps=10, batch=8), argv)
     from tqdm import tqdm
 
-    todo = [v for v in variants() if not args.only or v[0] in args.only]
-    rows = [rc.train_variant(name, "dense_unet", sets, args, extra)
-            for name, sets, extra in tqdm(todo, desc="train", unit="variant")]
+    rows = rc.train_all(variants(), "dense_unet", args)
     if args.train_only:
-        return 0 if all("error" not in r for r in rows) else 1
+        return rc.exit_code(rows)
     crops = None
     for row in tqdm(rows, desc="measure", unit="variant"):
         if "error" in row:

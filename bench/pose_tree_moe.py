@@ -82,11 +82,9 @@ def main(argv=None) -> int:
 
     from tfalign.data.spec import load_records
 
-    todo = [v for v in variants() if not args.only or v[0] in args.only]
-    rows = [rc.train_variant(name, "pose_tree_moe", sets, args, extra)
-            for name, sets, extra in tqdm(todo, desc="train", unit="variant")]
+    rows = rc.train_all(variants(), "pose_tree_moe", args)
     if args.train_only:
-        return 0 if all("error" not in r for r in rows) else 1
+        return rc.exit_code(rows)
     val = load_records(args.val)
     crop = None
     for row in tqdm(rows, desc="measure", unit="variant"):

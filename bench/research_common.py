@@ -102,6 +102,20 @@ def train_variant(name: str, model: str, sets: dict, args, extra_data=()) -> dic
             "val_faces": io["faces"], "val_nme_by_epoch_pct": [round(100 * e["val_nme"], 3) for e in history]}
 
 
+def train_all(variants, model: str, args) -> list:
+    """Train the variants picked by ``--only`` side by side (same budget and seed); a failed one is a row with
+    ``error``, not the end of the run."""
+    from tqdm import tqdm
+
+    todo = [v for v in variants if not args.only or v[0] in args.only]
+    return [train_variant(name, model, sets, args, extra) for name, sets, extra in tqdm(todo, desc="train",
+                                                                                           unit="variant")]
+
+
+def exit_code(rows: list) -> int:
+    return 0 if all("error" not in r for r in rows) else 1
+
+
 def _finished(out: str, cmd: list, epochs: int) -> bool:
     try:
         run = json.load(open(os.path.join(out, "config.json")))
