@@ -1,7 +1,7 @@
 """The exported model in headless Chromium (web_demo, LiteRT.js WASM/XNNPACK) vs Python LiteRT → table +
 bench/results/web_demo.json.
 
-Builds web_demo (npm ci when needed + npm run build), serves it on 127.0.0.1 with the model's folder mounted,
+Builds web_demo (npm install when needed + npm run build), serves it on 127.0.0.1 with the model's folder mounted,
 opens one face (LFPW image_0001 on its ground-truth box) in the page, and runs the page's benchmark button code
 (``warmup`` untimed + ``runs`` timed invocations, no pre/post-processing). Reports the page's stage times on the face,
 the benchmark percentiles (the JSON of schemas/benchmark.schema.json, stored whole), Python LiteRT's invoke time on
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     box = geometry.points_box(rec.points)
 
     if not os.path.isfile(os.path.join(WEB, "node_modules", ".package-lock.json")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=WEB, check=True)
     subprocess.run(["npm", "run", "build"], cwd=WEB, check=True, capture_output=True)
     spec = importlib.util.spec_from_file_location("web_demo_serve", os.path.join(WEB, "scripts", "serve.py"))
     serve = importlib.util.module_from_spec(spec)

@@ -1,6 +1,6 @@
 """web_demo/: the exported model in a browser, end to end in headless Chromium (Debian's, via playwright-core).
 
-`npm ci` + `npm run build` (once per session), the page served on 127.0.0.1 with two tiny exports (float32, int8
+`npm install` + `npm run build` (once per session), the page served on 127.0.0.1 with two tiny exports (float32, int8
 with uint8 I/O) of ``tests/export_helpers``' model, fed a face (LFPW's first training image when ../shared/data is
 there, else a synthetic face) as a still image and as a fake camera stream (a .y4m made from the face). The page's
 landmarks are compared with ``tfalign.runtime`` (Python LiteRT) on the same crop. The shipped default model (when
@@ -22,6 +22,9 @@ from tests import export_helpers as H
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WEB = ROOT / "web_demo"
 CHROMIUM = os.environ.get("TFALIGN_CHROMIUM", "/usr/bin/chromium")
+# `npm install` with the committed lock, not `npm ci`: a registry that serves only this platform's optional rollup
+# binaries leaves the others out of the lock, and `npm ci` then refuses the lock as out of sync (it did in CI).
+NPM_INSTALL = ["npm", "install", "--no-audit", "--no-fund"]
 GREEN = np.array([0, 255, 64])  # the overlay's landmark colour (src/main.js)
 
 
@@ -32,20 +35,21 @@ def _run(cmd, timeout, cwd=WEB):
 
 
 def _need_node():
+    """Node and web_demo's locked dependencies, installed once (again only when package-lock.json is newer)."""
     if not (shutil.which("node") and shutil.which("npm")):
         pytest.skip("node/npm not found: install Node.js >= 20.19 with npm to build and test web_demo")
+    stamp = WEB / "node_modules" / ".package-lock.json"
+    if not stamp.is_file() or stamp.stat().st_mtime < (WEB / "package-lock.json").stat().st_mtime:
+        _run(NPM_INSTALL, 600)
 
 
 @pytest.fixture(scope="module")
 def built():
-    """The production build in web_demo/dist (npm ci only when node_modules is missing or stale)."""
+    """The production build in web_demo/dist."""
     _need_node()
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"Chromium not found at {CHROMIUM}: run web_demo/scripts/install_chromium.sh (make venv does), "
                     "or set TFALIGN_CHROMIUM")
-    stamp = WEB / "node_modules" / ".package-lock.json"
-    if not stamp.is_file() or stamp.stat().st_mtime < (WEB / "package-lock.json").stat().st_mtime:
-        _run(["npm", "ci", "--no-audit", "--no-fund"], 600)
     _run(["npm", "run", "build"], 300)
     assert (WEB / "dist" / "litert" / "litert_wasm_internal.wasm").is_file(), "the build must serve LiteRT's WASM"
     return WEB / "dist"

@@ -11,7 +11,7 @@ let files;
 try {
   files = readdirSync(src).filter((f) => /\.(js|wasm)$/.test(f));
 } catch {
-  console.error(`copy_wasm: ${src} not found; run \`npm ci\` in web_demo first`);
+  console.error(`copy_wasm: ${src} not found; run \`npm install\` in web_demo first`);
   process.exit(2);
 }
 if (!files.length) {

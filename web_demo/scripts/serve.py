@@ -22,7 +22,7 @@ def make_server(dist, mounts=None, port: int = 0) -> http.server.ThreadingHTTPSe
     """A server for ``dist`` with ``mounts`` = {"/prefix/": folder}; port 0 picks a free one."""
     dist = pathlib.Path(dist)
     if not (dist / "index.html").is_file():
-        raise ValueError(f"{dist}: no index.html; build the page first (cd web_demo && npm ci && npm run build)")
+        raise ValueError(f"{dist}: no index.html; build the page first (cd web_demo && npm install && npm run build)")
     folders = {}
     for prefix, folder in (mounts or {}).items():
         if not (prefix.startswith("/") and prefix.endswith("/")):
