@@ -32,7 +32,7 @@ def test_help_explains_every_flag():
                          text=True, timeout=120)
     assert out.returncode == 0
     for flag in ("--model", "--config", "--set", "--data", "--val", "--epochs", "--out", "--resume", "--seed",
-                 "--batch-size", "--strategy", "--steps-per-epoch", "--log-every", "--no-progress"):
+                 "--batch-size", "--strategy", "--steps-per-epoch", "--log-every", "--no-progress", "--init"):
         assert flag in out.stdout
 
 
@@ -51,6 +51,9 @@ def test_help_explains_every_flag():
     (["--model", "tiny_test", "--data", "synthetic:4:mtfl_5", "--val", "synthetic:4:mtfl_5", "--epochs", 1,
       "--batch-size", 8], "--batch-size 8: larger than the 4 training faces"),
     (["--model", "tiny_test", *DATA, "--val", DATA[-1], "--epochs", 1], "given more than once"),
+    (["--model", "tiny_test", *DATA, "--epochs", 1, "--init", "/no/such/run"], "--init /no/such/run: not found"),
+    (["--model", "tiny_test", *DATA, "--epochs", 1, "--init", "pretrained"],
+     "--init pretrained: no trained weights ship for model 'tiny_test'"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_training(tmp_path, capsys, argv, needle):
     out = tmp_path / "run"
@@ -286,3 +289,40 @@ def test_paired_views_give_the_loss_the_twin_outputs(tmp_path, monkeypatch):
     assert _main([*TINY, "--set", "input.pair=true", "--epochs", 1, "--steps-per-epoch", 1,
                   "--out", tmp_path / "run"]) == 0
     assert seen and seen[0] == ((8, 5, 2), True)
+
+
+# ---------------------------------------------------------------------------------------------- fine-tuning
+
+def test_init_starts_from_a_runs_best_weights_and_is_recorded(run_dir, tmp_path):
+    from tfalign.training import load_model_dir
+    out = tmp_path / "ft"
+    # One step at a learning rate of 1e-12: the weights after training are the starting ones (to 1e-9).
+    assert _main([*TINY, "--epochs", 1, "--steps-per-epoch", 1, "--set", "train.learning_rate=1e-12",
+                  "--init", run_dir, "--out", out]) == 0
+    run = json.loads((out / "config.json").read_text())
+    assert run["init"] == str(run_dir)
+    start = load_model_dir(str(run_dir))[2].get_weights()
+    tuned = _last_weights(out)
+    assert len(start) == len(tuned) and all(np.allclose(a, b, rtol=0, atol=1e-9) for a, b in zip(start, tuned))
+    # Without --init the same run starts elsewhere (so the check above can fail).
+    fresh = tmp_path / "fresh"
+    assert _main([*TINY, "--epochs", 1, "--steps-per-epoch", 1, "--set", "train.learning_rate=1e-12", "--seed", 9,
+                  "--out", fresh]) == 0
+    assert not all(np.allclose(a, b, rtol=0, atol=1e-3) for a, b in zip(start, _last_weights(fresh)))
+
+
+def test_init_from_a_weights_folder_with_other_shapes_names_the_weight(run_dir, tmp_path, capsys):
+    from tfalign.models.base import save_weights_folder
+    from tfalign.training import load_model_dir
+    _, config, model = load_model_dir(str(run_dir))
+    folder = save_weights_folder(model, config, str(tmp_path / "weights"), dtype="float32")
+    out = tmp_path / "ok"
+    assert _main([*TINY, "--epochs", 1, "--steps-per-epoch", 1, "--set", "train.learning_rate=1e-12",
+                  "--init", folder, "--out", out]) == 0
+    assert all(np.allclose(a, b, rtol=0, atol=1e-9) for a, b in zip(model.get_weights(), _last_weights(out)))
+    # A wider model cannot start from these weights: the error names the file and a weight, before any step.
+    with pytest.raises(ValueError, match=r"weights\.npz: weight .* has shape"):
+        from tfalign.training import init_weights
+        from tfalign.training.runconfig import resolve_model
+        arch, cfg = resolve_model("tiny_test", {"filters": 16})
+        init_weights(arch.build(cfg), folder, "tiny_test")

@@ -5,6 +5,7 @@ Examples::
     python -m tfalign.train --model mobile_two_stage --data 300w:../shared/data/lfpw/trainset --val synthetic:64 \\
         --epochs 60 --out runs/m2s
     python -m tfalign.train --out runs/m2s --resume                 # after a crash / kill -9 / preemption
+    python -m tfalign.train --model mobile_two_stage --init pretrained --data ... --val ... --epochs 20 --out runs/ft
     TF_CONFIG=... python -m tfalign.train ... --strategy multiworker  # on every worker (docs/training.md)
 
 Writes DIR/config.json, history.json, best.weights.h5, checkpoints/ and tensorboard/ (see tfalign.training).
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(machines from TF_CONFIG), tpu (TPU_NAME). Default: default")
     p.add_argument("--steps-per-epoch", type=int, default=None, metavar="K",
                    help="steps per epoch (default: training faces // batch size)")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights instead of a random init (fine-tuning): 'pretrained' (the "
+                        "weights shipped for --model), a training run folder (its best.weights.h5), a weights "
+                        "folder (config.json + weights.npz) or a .h5 file; every weight must keep its shape")
     p.add_argument("--skip-bad", action="store_true",
                    help="go on past unreadable records (each is listed in DIR/config.json) instead of stopping")
     p.add_argument("--log-every", type=int, default=10, metavar="STEPS",
@@ -76,7 +81,8 @@ def plan(args, argv) -> tuple:
             raise ValueError(f"--resume: {exc}") from None
         given = {"model": args.model, "data": args.data or None, "val": args.val or None, "epochs": args.epochs,
                  "seed": args.seed, "batch_size": args.batch_size, "strategy": args.strategy,
-                 "steps_per_epoch": args.steps_per_epoch, "skip_bad": args.skip_bad or None}
+                 "steps_per_epoch": args.steps_per_epoch, "skip_bad": args.skip_bad or None,
+                 "init": os.path.abspath(args.init) if args.init and args.init != "pretrained" else args.init}
         for key, value in given.items():
             if value is not None and value != getattr(stored, key):
                 raise ValueError(f"--{key.replace('_', '-')} {value!r} differs from the run being resumed "
@@ -100,10 +106,14 @@ def plan(args, argv) -> tuple:
     # Other workers of a multi-worker run share --out with the chief (a shared file system) but never write there.
     if is_chief_from_env(args.strategy or "default"):
         prepare_out_dir(args.out, resume=False)
+    if args.init:
+        from tfalign.training import check_init
+        check_init(args.init, args.model)
     run = RunSettings(model=args.model, config=config_dict, data=list(args.data), val=list(args.val),
                       epochs=config.train.epochs, batch_size=config.train.batch_size,
                       seed=args.seed if args.seed is not None else 0, steps_per_epoch=args.steps_per_epoch,
-                      strategy=args.strategy or "default", skip_bad=args.skip_bad)
+                      strategy=args.strategy or "default", skip_bad=args.skip_bad,
+                      init=os.path.abspath(args.init) if args.init and args.init != "pretrained" else args.init)
     return run, False
 
 

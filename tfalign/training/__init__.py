@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["load_model_dir", "read_run"]
+__all__ = ["init_weights", "load_model_dir", "read_run"]
 
 
 def read_run(model_dir: str) -> dict:
@@ -70,3 +70,64 @@ def load_model_dir(model_dir: str, which: str = "best"):
     else:
         raise ValueError(f"which must be 'best' or 'last', got '{which}'")
     return arch, config, model
+
+
+def check_init(init: str, model_name: str) -> None:
+    """Fail before training when ``--init`` names nothing loadable (ValueError naming the flag and the path)."""
+    from tfalign.models.base import CONFIG_FILE, WEIGHTS_FILE, pretrained_folder
+    if init == "pretrained":
+        if pretrained_folder(model_name) is None:
+            raise ValueError(f"--init pretrained: no trained weights ship for model '{model_name}'; give a run "
+                             "folder, a weights folder or a .weights.h5 file instead")
+        return
+    if os.path.isfile(init):
+        if not init.endswith(".h5"):
+            raise ValueError(f"--init {init}: a weights file must be Keras HDF5 (.h5, e.g. best.weights.h5)")
+        return
+    if not os.path.isdir(init):
+        raise ValueError(f"--init {init}: not found (expected 'pretrained', a training run folder, a weights folder "
+                         "with config.json + weights.npz, or a .weights.h5 file)")
+    if os.path.isfile(os.path.join(init, "best.weights.h5")):
+        return
+    if os.path.isfile(os.path.join(init, WEIGHTS_FILE)) and os.path.isfile(os.path.join(init, CONFIG_FILE)):
+        return
+    raise ValueError(f"--init {init}: folder holds neither best.weights.h5 (a training run) nor "
+                     f"{CONFIG_FILE} + {WEIGHTS_FILE} (a weights folder)")
+
+
+def init_weights(model, init: str, model_name: str) -> str:
+    """Load starting weights into ``model`` (fine-tuning); returns the file read.
+
+    ``init``: ``pretrained`` (the weights shipped for ``model_name``), a training run folder (its
+    ``best.weights.h5``), a weights folder (``config.json`` + ``weights.npz``, as shipped) or a ``.h5`` file.
+    The architecture config may differ from the one the weights were trained with (a longer schedule, other data),
+    but every weight must keep its shape: a mismatch is a ValueError naming the file and the first differing weight.
+    """
+    import numpy as np
+    from tfalign.models.base import WEIGHTS_FILE, pretrained_folder
+
+    check_init(init, model_name)
+    folder = pretrained_folder(model_name) if init == "pretrained" else init
+    if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "best.weights.h5")):
+        path = os.path.join(folder, WEIGHTS_FILE)
+        with np.load(path) as data:
+            weights = [data[k].astype(np.float32) for k in sorted(data.files)]
+    else:
+        path = os.path.join(folder, "best.weights.h5") if os.path.isdir(folder) else folder
+        try:
+            # Keras checks every layer's shapes; a failure stops the run before any step, so a partly loaded
+            # model is never trained.
+            model.load_weights(path)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"--init {path}: does not fit model '{model_name}' ({exc})") from None
+        return path
+    expected = model.weights
+    if len(weights) != len(expected):
+        raise ValueError(f"--init {path}: {len(weights)} weight arrays for the {len(expected)} of model "
+                         f"'{model_name}' (different architecture config?)")
+    for w, v in zip(weights, expected):
+        if tuple(w.shape) != tuple(v.shape):
+            raise ValueError(f"--init {path}: weight {v.name} has shape {tuple(v.shape)} in model '{model_name}' "
+                             f"but {tuple(w.shape)} in the file (different architecture config?)")
+    model.set_weights(weights)
+    return path

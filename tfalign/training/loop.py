@@ -115,6 +115,10 @@ class Trainer:
         keras.utils.set_random_seed(self.run.seed)
         with strategy.scope():
             self.model = self.model_fn() if self.model_fn else self.arch.build(self.config)
+            if self.run.init and not self.resume:
+                # On resume the checkpoint holds the weights; the starting weights matter only once.
+                from tfalign.training import init_weights
+                init_weights(self.model, self.run.init, self.run.model)
             self.optimizer = make_optimizer(self.config.train, self.steps_per_epoch, self.run.epochs)
             self.optimizer.build(self.model.trainable_variables)
         # Outside the strategy scope: one plain generator per worker, identical on all of them.

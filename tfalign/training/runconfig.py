@@ -30,6 +30,7 @@ class RunSettings:
     steps_per_epoch: Optional[int] = None
     strategy: str = "default"
     skip_bad: bool = False  # go on past unreadable records (listed in config.json) instead of stopping
+    init: Optional[str] = None  # starting weights (fine-tuning): 'pretrained', a run or weights folder, a .h5 file
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
