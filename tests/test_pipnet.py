@@ -231,6 +231,85 @@ def test_saved_model_round_trip(tiny_model, tmp_path):
     assert layer.neighbors == model.get_layer("landmarks").neighbors
 
 
+# --- several schemes (LFPW 68 points + MTFL 5 points through the per-sample mask) ------------------------------
+MULTI = ("300w_68", "mtfl_5")
+
+
+def _multi(**overrides):
+    return _tiny(**{"input.schemes": MULTI, "neighbors": (), **overrides})
+
+
+def test_the_preset_neighbour_table_does_not_fit_other_schemes():
+    with pytest.raises(ValueError, match="neighbors must be \\[73\\]\\[10\\].*set neighbors to \\[\\]"):
+        _tiny(**{"input.schemes": MULTI})
+
+
+def test_each_scheme_takes_its_neighbours_from_its_own_points():
+    nb = P.resolve_neighbors(_multi())
+    assert nb.shape == (73, 10)
+    # The 68 points decode exactly as in a 68-point model: same table, nothing from the 5-point heads.
+    np.testing.assert_array_equal(nb[:N], P.resolve_neighbors(_tiny()))
+    # mtfl_5 has 4 other points: its rows cycle through them, nearest first, never itself or a 68-point slot.
+    for i in range(5):
+        row = nb[N + i]
+        assert set(row) == set(range(N, N + 5)) - {N + i}
+        np.testing.assert_array_equal(row[4:8], row[:4])
+    face = P.load_mean_face(MULTI)
+    d = np.linalg.norm(face[nb[N:, :4]] - face[N:, None], axis=-1)
+    assert np.all(np.diff(d, axis=1) >= 0)
+    with pytest.raises(ValueError, match="mean face must be \\[73, 2\\]"):
+        P.scheme_neighbors(face[:N], MULTI, 10)
+
+
+def test_encode_then_decode_gives_both_schemes_back():
+    nb = P.resolve_neighbors(_multi())
+    pts = np.concatenate([_faces(3), P.load_mean_face(("mtfl_5",))[None].repeat(3, 0).astype("float32")], axis=1)
+    t = pip_targets(pts, 8, 8, nb)
+    got = P.decode_pip(t["score"], t["offset_x"], t["offset_y"], t["neighbor_x"], t["neighbor_y"],
+                       merge=P.nrm_merge_matrix(nb)).numpy()
+    assert got.shape == (3, 73, 2) and np.abs(got - pts).max() * 256 < 0.5
+
+
+def test_a_5_point_face_trains_only_the_5_point_heads():
+    arch, cfg = resolve("pipnet")[0], _multi()
+    model = arch.build(cfg)
+    assert model.output["score"].shape[-1] == 73 and model.output["neighbor_x"].shape[-1] == 730
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(2, 64, 64, 3)).astype("float32")
+    pts = np.concatenate([_faces(2), rng.uniform(0.3, 0.7, (2, 5, 2)).astype("float32")], axis=1)
+    mtfl_only = np.zeros((2, 73), np.float32)
+    mtfl_only[:, N:] = 1.0
+    kernels = {k: model.get_layer(f"pip_{k}").kernel for k in ("score", "offset_x", "neighbor_x")}
+    with tf.GradientTape() as tape:
+        total, terms = arch.loss(cfg, model(image, training=True), {"image": image, "points": pts,
+                                                                   "mask": mtfl_only})
+    grads = dict(zip(kernels, tape.gradient(total, list(kernels.values()))))
+    assert min(float(terms["score"]), float(terms["offset"]), float(terms["neighbor"])) > 0
+    for key, channels in (("score", N), ("offset_x", N), ("neighbor_x", N * 10)):
+        g = np.abs(grads[key].numpy())
+        assert g[..., :channels].max() == 0.0, key  # unannotated 68 points: no signal
+        assert g[..., channels:].max() > 0.0, key
+
+
+def test_mixed_68_and_5_point_data_feed_one_model():
+    from tfalign.data.spec import load_records
+    from tfalign.training.data import make_dataset
+    arch, cfg = resolve("pipnet")[0], _multi()
+    records = load_records("synthetic:2") + load_records("synthetic:2:mtfl_5")
+    batch = next(iter(make_dataset(records, cfg.input, training=True, batch_size=4, seed=0)))
+    mask = batch["mask"].numpy()
+    assert sorted(mask[:, :N].sum(1).tolist()) == [0, 0, N, N] and np.all(mask[:, N:] == 1)
+    model = arch.build(cfg)
+    opt = keras.optimizers.Adam(1e-3)
+    losses = []
+    for _ in range(6):
+        with tf.GradientTape() as tape:
+            total, _ = arch.loss(cfg, model(batch["image"], training=True), batch)
+        opt.apply_gradients(zip(tape.gradient(total, model.trainable_variables), model.trainable_variables))
+        losses.append(float(total))
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
 # --- TFLite ------------------------------------------------------------------------------------------------------
 def _run_tflite(model_bytes, x):
     from mobile_export.tflite import Runner

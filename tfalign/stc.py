@@ -122,10 +122,10 @@ def plan(args) -> Plan:
     # A config without a neighbour table (the bare 'pipnet' architecture) gets the labelled data's mean face's,
     # fixed in the config so every round's model decodes alike.
     from tfalign.config import replace
-    from tfalign.data.targets import nearest_neighbors
-    from tfalign.models.pipnet import mean_face_from_records
+    from tfalign.models.pipnet import mean_face_from_records, scheme_neighbors
     if config.num_neighbors and not config.neighbors:
-        nb = nearest_neighbors(mean_face_from_records(labelled, config.input), config.num_neighbors)
+        nb = scheme_neighbors(mean_face_from_records(labelled, config.input), config.input.schemes,
+                              config.num_neighbors)
         config = replace(config, neighbors=tuple(tuple(int(i) for i in row) for row in nb))
     from tfalign import config as cfg_lib
     scheme = config.input.schemes[0]

@@ -24,6 +24,9 @@ Differences from the authors' code, on purpose:
     * Loss normalisation follows eq. 2, 3 and 6 (means over cells / positives); the reference sums the x and y
       terms with weights 10 and 1, i.e. the same balance up to a factor 2 on the regression terms.
     * Unannotated points (mask 0, e.g. 68-point heads on 5-point MTFL faces) are excluded from every term.
+    * Several markups (``input.schemes = ["300w_68", "mtfl_5"]``) get one channel per point of each; NRM
+      neighbours are taken within each markup (:func:`scheme_neighbors`), so a 5-point face trains only the
+      5-point channels (and the shared backbone) and the 68 points decode as in a 68-point model.
 """
 from __future__ import annotations
 
@@ -183,7 +186,36 @@ def resolve_neighbors(config: PIPNetConfig) -> np.ndarray:
 def _neighbors(schemes: tuple, num_neighbors: int, explicit: tuple) -> np.ndarray:
     if explicit:
         return np.asarray(explicit, np.int32).reshape(-1, num_neighbors)
-    return nearest_neighbors(load_mean_face(schemes), num_neighbors)
+    return scheme_neighbors(load_mean_face(schemes), schemes, num_neighbors)
+
+
+def scheme_neighbors(mean_face, schemes, num_neighbors: int) -> np.ndarray:
+    """[N, C] NRM neighbours of the concatenated ``schemes``: each landmark's C nearest landmarks *of its own
+    scheme* on ``mean_face`` [N, 2].
+
+    Why not the nearest of all N: converted points coincide with points of another scheme (mtfl_5's nose and mouth
+    corners are 300w_68's 30, 48 and 54), so they would fill neighbour slots with zero-distance copies, and the
+    68-point output would be averaged with predictions of the 5-point heads, which MTFL faces train to MTFL's own
+    notion of those points. Per scheme, each markup decodes exactly as a model of that markup alone does.
+    A scheme with at most C points cycles through its C' = size - 1 neighbours (nearest first); the repeats are
+    separate output channels, so they are extra predictions of the same neighbours, not shared weights (the
+    authors' code pads its neighbour lists by repetition too).
+    """
+    from tfalign.data.pipeline import scheme_layout
+    face = np.asarray(mean_face, np.float64)
+    layout = scheme_layout(schemes)
+    if face.shape != (layout[-1][2], 2):
+        raise ValueError(f"mean face must be [{layout[-1][2]}, 2] for schemes {list(schemes)}, got {face.shape}")
+    out = np.zeros((len(face), num_neighbors), np.int32)
+    if not num_neighbors:
+        return out
+    for name, start, stop in layout:
+        size = stop - start
+        if size < 2:
+            raise ValueError(f"scheme {name} has {size} point: no neighbours of its own (set num_neighbors=0)")
+        own = nearest_neighbors(face[start:stop], min(num_neighbors, size - 1))
+        out[start:stop] = own[:, np.arange(num_neighbors) % own.shape[1]] + start
+    return out
 
 
 def nrm_merge_matrix(neighbors) -> np.ndarray:
