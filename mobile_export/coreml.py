@@ -10,8 +10,13 @@
 
 coremltools cannot predict on Linux, so :func:`verify` checks the converted program instead: input/output names,
 shapes and types, the op set (no custom ops), and that every Keras kernel appears among the program's weights —
-exactly, or up to a per-output-channel scale where batch norm was folded into it. :func:`predict_parity` runs the
-model against Keras where CoreML can run (macOS) and returns None elsewhere.
+exactly, or up to a per-output-channel scale where batch norm was folded into it. Compressed weights are checked
+against their own quantization grid (:func:`_match`, ``grid=True``): each stored value must be the grid value
+nearest to the (scaled) Keras weight, the grid being the values the compressed tensor actually takes in that
+output channel (the palette entries it uses, or the int8 levels times the channel's scale). A plain relative
+tolerance cannot do this: a 4-bit palette's error depends on how the k-means clusters fall (0.187 of the
+largest weight on the trained mobile_two_stage), while a wrong weight can stay under any loose bound.
+:func:`predict_parity` runs the model against Keras where CoreML can run (macOS) and returns None elsewhere.
 """
 from __future__ import annotations
 
@@ -27,8 +32,10 @@ from tfalign.runtime import METADATA_NAME
 
 OUTPUT_NAME = "landmarks"
 PALETTE_BITS = (2, 4, 6, 8)
-# Weight check tolerance (relative to the kernel's largest magnitude) per compression.
-_WEIGHT_TOL = {None: 2e-3, "int8": 1.5e-2, 8: 1.5e-2, 6: 4e-2, 4: 0.15, 2: 0.6}
+# Weight check tolerance, relative to the tensor's largest magnitude. Uncompressed: float16 storage. Compressed:
+# how far a stored value may be from the nearest grid value of the Keras weight beyond that nearest distance —
+# float16 rounding of the palette and the least-squares estimate of a folded batch-norm scale, nothing more.
+_WEIGHT_TOL = {"float": 2e-3, "grid": 1e-2}
 
 
 def convert(keras_model, input_spec, model_info: dict, quantize: str = "none", palettize: Optional[int] = None):
@@ -118,9 +125,51 @@ def _kernel_views(kernel: np.ndarray) -> list:
     return [kernel]
 
 
-def _match(kernel: np.ndarray, consts: list) -> tuple:
-    """Best (relative error, folded) of ``kernel`` against MIL constants, allowing one scale per output channel."""
+def _grid_excess(target: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """Per element: |stored - target| minus the distance from target to the nearest value of its row's grid.
+
+    The grid of a row (output channel) is the set of values the stored row takes. 0 where the stored value is
+    the nearest grid value to the target — what k-means palettization (nearest centroid) and linear quantization
+    (round to the nearest level) produce; clearly > 0 where a weight was stored in the wrong place. ``stored`` is
+    [R, n]; ``target`` [R, n] or [S, R, n] (S candidate targets per row).
+    """
+    t3 = target if target.ndim == 3 else target[None]
+    out = np.empty_like(t3, dtype=np.float64)
+    for r in range(stored.shape[0]):
+        grid = np.unique(stored[r])
+        t = t3[:, r, :]
+        pos = np.clip(np.searchsorted(grid, t), 1, max(len(grid) - 1, 1))
+        lo, hi = grid[pos - 1], grid[np.minimum(pos, len(grid) - 1)]
+        nearest = np.minimum(np.abs(t - lo), np.abs(t - hi))
+        out[:, r, :] = np.abs(stored[r][None] - t) - nearest
+    return out if target.ndim == 3 else out[0]
+
+
+def _grid_fit(k: np.ndarray, v: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Per output channel, the smallest max grid excess of ``v`` [R, n] over scales near ``scale`` [R] × ``k``.
+
+    A palette is shared by all channels, so one channel's folding scale cannot be read off its few stored values
+    (with 2 bits the estimate is off by several %), and a weight near a palette boundary flips with it. So the
+    scale is searched: ±20 % in 1 % steps (and exactly 1, the unfolded case), then ±1 % in 0.05 % steps around
+    the best; the excess left is then at most ~5e-4 of the weight for a correctly stored tensor.
+    """
+    coarse = np.vstack([scale[None] * (1 + np.linspace(-0.2, 0.2, 41))[:, None], np.ones_like(scale)[None]])
+    e = _grid_excess(coarse[:, :, None] * k[None], v).max(2)                         # [S, R]
+    rows = np.arange(len(scale))
+    best_s = coarse[e.argmin(0), rows]
+    fine = best_s[None] * (1 + np.linspace(-0.01, 0.01, 41))[:, None]
+    e2 = _grid_excess(fine[:, :, None] * k[None], v).max(2)
+    return np.minimum(e.min(0), e2.min(0))
+
+
+def _match(kernel: np.ndarray, consts: list, grid: bool = False) -> tuple:
+    """Best (error, folded) of ``kernel`` against MIL constants, allowing one scale per output channel.
+
+    ``grid=False``: max |stored - scale * kernel| / max |stored|. ``grid=True`` (compressed weights): the same
+    ratio for the excess over each value's own quantization error (:func:`_grid_excess`).
+    """
     best = (np.inf, False)
+    candidates = []
     for view in _kernel_views(kernel):
         for c in consts:
             if c.shape != view.shape:
@@ -131,16 +180,33 @@ def _match(kernel: np.ndarray, consts: list) -> tuple:
                 c = c.reshape(view.shape)
             k = view.reshape(view.shape[0], -1).astype(np.float64)
             v = c.reshape(c.shape[0], -1).astype(np.float64)
-            denom = np.maximum((k * k).sum(1), 1e-30)
-            scale = (k * v).sum(1) / denom
+            scale = (k * v).sum(1) / np.maximum((k * k).sum(1), 1e-30)
             err = np.abs(v - scale[:, None] * k).max() / max(np.abs(v).max(), 1e-12)
+            candidates.append((float(err), k, v, scale))
+    if not grid:
+        for err, _, _, scale in candidates:
             if err < best[0]:
-                best = (float(err), bool(np.abs(scale - 1.0).max() > 1e-3))
+                best = (err, bool(np.abs(scale - 1.0).max() > 1e-3))
+        return best
+    # The grid search is costly: run it on the constants closest in plain error (the right one is among them).
+    for _, k, v, _ in sorted(candidates, key=lambda c: c[0])[:2]:
+        # v·v / k·v, not the least-squares k·v / k·k: a k-means centroid is the mean of its cluster, so
+        # k·v = v·v / scale for the tensor as a whole, while least squares shrinks the scale by the
+        # quantization variance.
+        kv = (k * v).sum(1)
+        scale = np.where(np.abs(kv) > 1e-30, (v * v).sum(1) / np.where(np.abs(kv) > 1e-30, kv, 1.0), 1.0)
+        err = float(_grid_fit(k, v, scale).max() / max(np.abs(v).max(), 1e-12))
+        if err < best[0]:
+            best = (err, bool(np.abs(scale - 1.0).max() > 1e-2))
     return best
 
 
 def verify(mlmodel, keras_model, contract: dict, palettize: Optional[int] = None) -> dict:
-    """Structure and weights of a converted model vs the contract and Keras. Raises ValueError on a mismatch."""
+    """Structure and weights of a converted model vs the contract and Keras. Raises ValueError on a mismatch.
+
+    The weight compression is read from the program itself (``constexpr_*`` ops), so ``palettize`` is only
+    accepted for the callers that pass it.
+    """
     import coremltools.optimize.coreml as cto
 
     spec = mlmodel.get_spec()
@@ -175,15 +241,16 @@ def verify(mlmodel, keras_model, contract: dict, palettize: Optional[int] = None
               and isinstance(op.outputs[0].val, np.ndarray) and op.outputs[0].val.ndim >= 2]
     kernels = [w.numpy() for w in keras_model.weights if len(w.shape) >= 2]
     # An all-zero tensor (e.g. an untrained bias) is folded away by the converter: nothing to find, nothing lost.
-    matches = [(0.0, True) if not np.any(k) else _match(k, consts) for k in kernels]
-    tol = _WEIGHT_TOL["int8" if "constexpr_affine_dequantize" in hist or "constexpr_blockwise_shift_scale" in hist
-                      else palettize]
+    grid = bool(compressed)
+    matches = [(0.0, True) if not np.any(k) else _match(k, consts, grid) for k in kernels]
+    tol = _WEIGHT_TOL["grid" if grid else "float"]
     bad = [i for i, (err, _) in enumerate(matches) if not err <= tol]
     if bad:
         names = [keras_model.weights[j].name for j in range(len(keras_model.weights))
                  if len(keras_model.weights[j].shape) >= 2]
+        what = "error beyond the quantization grid" if grid else "relative error"
         raise ValueError(f"{where}: {len(bad)} Keras kernels not found among the CoreML weights "
-                         f"(first: {names[bad[0]]}, relative error {matches[bad[0]][0]:.3g} > {tol:g})")
+                         f"(first: {names[bad[0]]}, {what} {matches[bad[0]][0]:.3g} > {tol:g})")
     return {
         "coreml_ops": dict(sorted(hist.items())),
         "spec_version": int(spec.specificationVersion),
@@ -191,6 +258,8 @@ def verify(mlmodel, keras_model, contract: dict, palettize: Optional[int] = None
         "weight_compression": compressed,
         "weights_checked": len(kernels),
         "weights_folded": int(sum(f for _, f in matches)),
+        "weights_check": ("nearest value of the compressed tensor's own grid (palette / int8 levels) per output "
+                          "channel" if grid else "relative error"),
         "weights_max_rel_err": float(max((e for e, _ in matches), default=0.0)),
         "weights_tolerance": tol,
     }

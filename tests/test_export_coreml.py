@@ -134,3 +134,53 @@ def test_weight_match_accepts_broadcast_layout_and_rejects_other_values():
     k = np.random.RandomState(0).rand(4, 6).astype(np.float32)
     assert _match(k, [k.reshape(4, 1, 6)])[0] == 0.0
     assert _match(k, [np.random.RandomState(1).rand(4, 1, 6)])[0] > 0.1
+
+
+@pytest.fixture(scope="module")
+def compressed(tiny):
+    from mobile_export import coreml
+    _, config, model = tiny
+    return {name: coreml.convert(model, config.input, dict(INFO), quantize=q, palettize=p)
+            for name, q, p in (("int8", "int8", None), ("palette4", "none", 4), ("palette2", "none", 2))}
+
+
+def _altered(model, how):
+    from tfalign._keras import keras
+    other = keras.models.clone_model(model)
+    w = [x.copy() for x in model.get_weights()]
+    k = w[0]
+    if how == "shuffled":
+        w[0] = np.random.RandomState(0).permutation(k.ravel()).reshape(k.shape)
+    else:  # perturbed by a fifth of the kernel's range: far outside any palette cell of the true weights
+        w[0] = k + 0.2 * np.abs(k).max() * np.random.RandomState(1).choice([-1.0, 1.0], k.shape)
+    other.set_weights(w)
+    return other
+
+
+@pytest.mark.parametrize("name", ["int8", "palette4", "palette2"])
+def test_compressed_weights_are_checked_on_their_own_grid(compressed, tiny, name):
+    from mobile_export import coreml
+    mlmodel, contract = compressed[name]
+    report = coreml.verify(mlmodel, tiny[2], contract)
+    assert report["weights_check"].startswith("nearest value") and report["weights_max_rel_err"] <= 1e-2
+
+
+@pytest.mark.parametrize("name", ["int8", "palette4", "palette2"])
+@pytest.mark.parametrize("how", ["shuffled", "perturbed"])
+def test_compressed_weight_check_fails_on_wrong_weights(compressed, tiny, name, how):
+    from mobile_export import coreml
+    mlmodel, contract = compressed[name]
+    with pytest.raises(ValueError, match="beyond the quantization grid"):
+        coreml.verify(mlmodel, _altered(tiny[2], how), contract)
+
+
+def test_grid_excess_is_zero_for_nearest_palette_entries_only():
+    from mobile_export.coreml import _grid_excess
+    lut = np.array([-1.0, 0.0, 0.5, 2.0])
+    target = np.array([[-0.9, 0.1, 0.3, 1.9, 0.7]])
+    nearest = lut[np.abs(target[..., None] - lut).argmin(-1)]
+    assert np.all(_grid_excess(target, nearest) == 0)
+    wrong = nearest.copy()
+    wrong[0, 2] = 0.0  # 0.3 is nearer 0.5 than 0.0
+    excess = _grid_excess(target, wrong)
+    assert excess[0, 2] == pytest.approx(0.3 - 0.2) and np.all(np.delete(excess, 2) == 0)
