@@ -23,7 +23,7 @@ def test_help_explains_every_flag(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--labelled", "--unlabelled", "--val", "--out", "--model", "--set", "--curriculum", "--epochs",
-                 "--steps-per-epoch", "--batch-size", "--seed", "--force", "--no-progress"):
+                 "--steps-per-epoch", "--batch-size", "--seed", "--force", "--no-progress", "--init"):
         assert flag in text
 
 
@@ -50,6 +50,7 @@ def test_curriculum_runs_end_to_end(tmp_path):
     (["--model", "mobile_two_stage"], "STC needs a PIPNet model"),
     (["--epochs", "0"], "--epochs: must be > 0"),
     (["--set", "stride=7"], "stride must be one of"),
+    (["--init", "/nonexistent/w.h5"], "--init /nonexistent/w.h5: not found"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, extra, message):
     assert stc.main(_args(tmp_path / "x", *extra)) == 2
@@ -99,3 +100,32 @@ def test_pseudo_labels_are_the_predictions_in_image_pixels():
         affine = geometry.box_affine(geometry.face_box(rec.points, rec.scheme, "300w_68"), spec)
         np.testing.assert_allclose(p.points, geometry.points_to_image(fixed, affine, spec), atol=1e-3)
         assert p.image_path == rec.image_path and (p.image is rec.image)
+
+
+def test_every_round_starts_from_init_weights(tmp_path, monkeypatch):
+    import tfalign.training as training
+    from tfalign.models.pipnet import PIPNet
+    from tfalign.config import replace
+    from tfalign.models.base import resolve
+    # Weights of the plain (non-STC) model fit the STC model: its extra heads have no parameters.
+    _, cfg = resolve("pipnet_mbv3")
+    cfg = replace(cfg, **{"input.height": 128, "input.width": 128, "backbone": "mobilenet_v3_small"})
+    start = PIPNet().build(cfg)
+    path = str(tmp_path / "start.weights.h5")
+    start.save_weights(path)
+    seen = []
+    real = training.init_weights
+
+    def spy(model, init, name):
+        out = real(model, init, name)
+        seen.append([w.copy() for w in model.get_weights()])
+        return out
+
+    monkeypatch.setattr(training, "init_weights", spy)
+    out = tmp_path / "stc"
+    assert stc.main(_args(out, "--curriculum", "3", "--init", path)) == 0
+    assert len(seen) == 2  # round 0 and round 1 both start from the file, not from a random init
+    for weights in seen:
+        for a, b in zip(weights, start.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert json.loads((out / "config.json").read_text())["init"] == path

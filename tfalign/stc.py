@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps per epoch (default: training faces of the round // batch size)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: train.batch_size, 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
+    p.add_argument("--init", metavar="WEIGHTS", default=None,
+                   help="start every round from these weights instead of a random init (the paper starts each "
+                        "round from ImageNet weights): 'pretrained' (the weights shipped for --model), a training "
+                        "run folder, a weights folder or a .h5 file; every weight must keep its shape")
     p.add_argument("--force", action="store_true", help="overwrite an earlier STC run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines are still printed)")
     return p
@@ -96,6 +100,7 @@ class Plan:
     batch_size: int
     steps_per_epoch: int | None
     seed: int
+    init: str | None = None
 
 
 def plan(args) -> Plan:
@@ -112,6 +117,9 @@ def plan(args) -> Plan:
         raise ValueError(f"--model {args.model}: STC needs a PIPNet model (pipnet, pipnet_r18, pipnet_mbv3), "
                          f"got architecture '{arch.name}'")
     arch, config, _ = build_config(args.model, None, list(args.set) + ["stc=true"])
+    if args.init:
+        from tfalign.training import check_init
+        check_init(args.init, args.model)
     if os.path.exists(os.path.join(args.out, "config.json")) and not args.force:
         raise ValueError(f"--out {args.out}: already holds a run; pass --force to overwrite it")
     loaded = {flag: data_lib.load_specs(getattr(args, flag), f"--{flag}") for flag in ("labelled", "unlabelled",
@@ -132,7 +140,7 @@ def plan(args) -> Plan:
     unlabelled = [crop_record(r, scheme) for _, recs in loaded["unlabelled"] for r in recs]
     return Plan(args.model, arch, config, cfg_lib.to_dict(config), labelled, unlabelled, loaded["val"], curriculum,
                 args.epochs or config.train.epochs, args.batch_size or config.train.batch_size,
-                args.steps_per_epoch, args.seed)
+                args.steps_per_epoch, args.seed, args.init)
 
 
 def crop_record(record, scheme: str):
@@ -190,6 +198,9 @@ def train_round(p: Plan, records: list, tasks, out_dir: str, name: str, seed: in
 
     keras.utils.set_random_seed(seed)
     model = p.arch.build(p.config)  # a fresh start every round, as the authors do
+    if p.init:
+        from tfalign.training import init_weights
+        init_weights(model, p.init, p.model)  # STC's heads reuse the score conv: plain PIPNet weights fit
     steps = p.steps_per_epoch or max(1, len(records) // p.batch_size)
     optimizer = make_optimizer(p.config.train, steps, p.epochs)
     task_table = tf.constant(np.asarray(tasks, np.int32))
@@ -252,7 +263,7 @@ def run(p: Plan, out: str, progress: bool = True) -> dict:
     atomic_write_json(os.path.join(out, "config.json"), {
         "model": p.model, "architecture": p.arch.name, "config": p.config_dict, "curriculum": list(p.curriculum),
         "epochs_per_round": p.epochs, "batch_size": p.batch_size, "seed": p.seed,
-        "labelled": len(p.labelled), "unlabelled": len(p.unlabelled), "command": sys.argv})
+        "labelled": len(p.labelled), "unlabelled": len(p.unlabelled), "init": p.init, "command": sys.argv})
     history = {"rounds": []}
     labelled_tasks = [TASK_PIP] * len(p.labelled)
     result = train_round(p, p.labelled, labelled_tasks, os.path.join(out, "round_0"), "round 0 (labelled)",
