@@ -20,12 +20,13 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 from typing import Callable, Optional
 
-from tfalign._keras import keras, layers
+from tfalign._keras import keras, layers, register, tf
 
 # Output strides reachable with the paper's extra layers.
 STRIDES = (16, 32, 64, 128)
@@ -176,10 +177,86 @@ def _basic_block(x, filters, strides, name):
     return layers.ReLU(name=f"{name}_out")(x)
 
 
+# --- MobileNetV3 activations as named layers ----------------------------------------------------------------------
+@register("HardSwish")
+class HardSwish(layers.Layer):
+    """``x * relu6(x + 3) / 6`` (MobileNetV3), one layer: the TFLite converter fuses it into the builtin HARD_SWISH.
+
+    keras.applications writes it as two TFOpLambdas + ReLU + Multiply; tfmot cannot annotate TFOpLambdas for QAT
+    (``quantize_apply`` fails to re-clone them) and channel pruning has to guess what they do. As one named,
+    weightless layer it is elementwise by declaration (``elementwise``), gets a QuantizeConfig in
+    ``quantization.qat`` and is replaced in the graph without changing the model's weight order.
+
+    ``keep_float_in_int8``: measured with LiteRT 2.3 (1 thread, XNNPACK), an int8 HARD_SWISH runs ~30x slower than
+    the float one (no XNNPACK int8 kernel; the builtin fallback also splits the delegated graph), which made the
+    int8 MobileNetV3 slower than float32. Dequantize → float HARD_SWISH → quantize stays inside XNNPACK and costs
+    little; the convolutions around it stay int8 (bench/results/compression.json).
+    """
+    elementwise = True
+    keep_float_in_int8 = True
+
+    def call(self, x):
+        return x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@register("HardSigmoid")
+class HardSigmoid(layers.Layer):
+    """``relu6(x + 3) / 6``: the squeeze-excite gate of MobileNetV3 (TFLite ADD with fused RELU6, then MUL).
+
+    It acts on [B, 1, 1, C] gates, so int8 costs nothing here; it is quantized like any other layer.
+    """
+    elementwise = True
+
+    def call(self, x):
+        return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _activation_name(x, kind: str) -> str:
+    # Named after the layer feeding it ("expanded_conv_3/expand/BatchNorm" -> "expanded_conv_3_expand_hard_swish"),
+    # so names are stable and unique whatever else the caller's graph holds. No "/": the int8 exporter finds a
+    # layer's ops by the "/"-separated scopes of TFLite tensor names (mobile_export.tflite.float_nodes).
+    source = x._keras_history.layer.name  # noqa: SLF001 - Keras tensors carry their producing layer here
+    return f"{source.removesuffix('/BatchNorm').replace('/', '_')}_{kind}"
+
+
+@contextlib.contextmanager
+def _named_mobilenet_v3_activations():
+    """Build keras.applications' MobileNetV3 with :class:`HardSwish`/:class:`HardSigmoid` layers.
+
+    ``mobilenet_v3.MobileNetV3`` looks its ``hard_swish`` and ``hard_sigmoid`` helpers up as module globals when
+    it builds (tf_keras 2.21: ``activation = hard_swish``; ``_se_block`` calls ``hard_sigmoid``), so swapping them
+    for the duration of the build changes only those activations: every weighted layer, its name and the weight
+    order stay keras.applications' own (the shipped pipnet_mbv3 weights load unchanged; tests/test_backbones.py).
+    """
+    from tf_keras.src.applications import mobilenet_v3 as app_module
+
+    missing = [n for n in ("hard_swish", "hard_sigmoid") if not callable(getattr(app_module, n, None))]
+    if missing:
+        raise RuntimeError(f"tf_keras.src.applications.mobilenet_v3 has no {missing}: this tf_keras changed "
+                           "MobileNetV3's internals; update tfalign/models/backbones.py")
+    saved = app_module.hard_swish, app_module.hard_sigmoid
+    app_module.hard_swish = lambda x: HardSwish(name=_activation_name(x, "hard_swish"))(x)
+    app_module.hard_sigmoid = lambda x: HardSigmoid(name=_activation_name(x, "hard_sigmoid"))(x)
+    try:
+        yield
+    finally:
+        app_module.hard_swish, app_module.hard_sigmoid = saved
+
+
 # --- MobileNets from keras.applications (weights=None; their ImageNet range is [-1, 1]) -------------------------
 def _application_features(app_fn, x, **kwargs):
     # Built on our tensor (input_tensor=...), the application's layers join the caller's graph unnested.
-    app = app_fn(input_tensor=x, include_top=False, weights=None, **kwargs)
+    if app_fn in (keras.applications.MobileNetV3Small, keras.applications.MobileNetV3Large):
+        with _named_mobilenet_v3_activations():
+            app = app_fn(input_tensor=x, include_top=False, weights=None, **kwargs)
+    else:
+        app = app_fn(input_tensor=x, include_top=False, weights=None, **kwargs)
     for layer in app.layers:
         if isinstance(layer, layers.BatchNormalization):
             # keras.applications uses 0.999 (tuned for ImageNet's 1M-step runs): after a few hundred steps the
