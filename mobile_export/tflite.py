@@ -121,11 +121,20 @@ def _layer_scopes(model) -> tuple[set, set]:
 
 
 def _scope_of(tensor_name: str, names: set) -> Optional[str]:
-    """The innermost Keras layer named in a TFLite tensor name such as ``model/soft_argmax/MatMul``."""
+    """The innermost Keras layer named in a TFLite tensor name such as ``model/soft_argmax/MatMul``.
+
+    Layer names may hold "/" themselves (keras.applications: ``expanded_conv_6/depthwise``): runs of consecutive
+    path parts are tried too. Unmatched, such ops inherited the scope of whatever fed them in ``float_nodes``, so a
+    float-kept layer dragged the int8 convolutions after it into float.
+    """
     found = None
-    for part in re.split(r"[/;]", tensor_name):
-        if part in names:
-            found = part
+    for name in tensor_name.split(";"):
+        parts = name.split("/")
+        for end in range(1, len(parts) + 1):
+            for start in range(end):
+                if "/".join(parts[start:end]) in names:
+                    found = "/".join(parts[start:end])
+                    break
     return found
 
 
