@@ -135,6 +135,24 @@ def test_serialization_and_tflite_builtin_conversion(tmp_path):
     np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"]), inf(x), atol=1e-3)
 
 
+@pytest.mark.parametrize("topology,block,inside", [("hourglass", "resnet", "none"), ("sat3", "cab", "deformable")])
+def test_heatmaps_start_at_the_target_prior(topology, block, inside):
+    # Un-normalised residual branches used to add up (stack-2 logits of std ~50 in the hourglass baseline), and
+    # p = 0.5 everywhere costs H·W·ln 2 per map: the first steps only shrank the logits.
+    arch, cfg = tiny(topology=topology, block=block, inside=inside, num_stacks=2)
+    keras.utils.set_random_seed(0)
+    model = arch.build(cfg)
+    x = tf.random.normal((2, 32, 32, 3), seed=0)
+    out = model(x, training=True)
+    prior = 2 * np.pi * cfg.heatmap_sigma ** 2 / 16 ** 2
+    for k in ("heatmaps1", "heatmaps2"):
+        p = tf.sigmoid(out[k]).numpy()
+        assert abs(p.mean() - prior) < 0.5 * prior and p.max() < 0.2, (k, p.mean(), p.max())
+    batch = {"points": tf.random.uniform((2, 68, 2), 0.2, 0.8, seed=1), "mask": tf.ones((2, 68))}
+    _, parts = arch.loss(cfg, out, batch)
+    assert float(parts["ce2"]) < 0.25 * 16 * 16 * np.log(2)  # (64×64 maps: ~50 vs 2839)
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match="topology"):
         DenseUNetConfig(topology="dla")

@@ -104,7 +104,11 @@ def block(x, filters, kind, name):
         y = _bn_relu(layers.Conv2D(filters // 2, 1, use_bias=False, name=f"{name}_c1")(x), f"{name}_c1")
         y = _bn_relu(layers.Conv2D(filters // 2, 3, padding="same", use_bias=False, name=f"{name}_c2")(y),
                      f"{name}_c2")
-        y = layers.Conv2D(filters, 1, name=f"{name}_c3")(y)
+        y = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_c3")(y)
+        # Zero-initialised γ: every residual block starts as the identity. Without it the un-normalised branches
+        # add up through the hourglass and the stacks (stack-2 heatmap logits had std 49 at initialisation, a
+        # first loss of ~10^5 spent on shrinking them).
+        y = layers.BatchNormalization(gamma_initializer="zeros", name=f"{name}_c3_bn")(y)
         return layers.Add(name=f"{name}_add")([x, y])
     if kind == "inception":  # parallel multi-scale residual (Fig. 3b)
         b1 = _bn_relu(layers.Conv2D(filters // 2, 1, use_bias=False, name=f"{name}_b1")(x), f"{name}_b1")
@@ -208,6 +212,14 @@ class HeatmapDecode(keras.layers.Layer):
         return tf.stack([(x + dx + 0.5) / w, (y + dy + 0.5) / h], -1)
 
 
+def _prior_logit(config: DenseUNetConfig) -> float:
+    """logit of the mean target value of a heatmap cell: 2πσ² of mass over (H/2)·(W/2) cells."""
+    import math
+    cells = (config.input.height // 2) * (config.input.width // 2)
+    p = min(0.5, 2 * math.pi * config.heatmap_sigma ** 2 / cells)
+    return math.log(p / (1 - p))
+
+
 @register_architecture
 class DenseUNet(Architecture):
     name = "dense_unet"
@@ -229,7 +241,12 @@ class DenseUNet(Architecture):
                 y = _bn_relu(y, f"u{stack}_deform")
             elif config.inside == "stn":
                 y = AffineFeatureWarp(name=f"u{stack}_stn")(y)
-            logits = layers.Conv2D(n, 1, name=f"u{stack}_heatmaps")(y)
+            # Heatmaps start near the prior of a target cell (Σ of a Gaussian over the map / its area) instead of
+            # p = 0.5 everywhere: the pixel-summed CE of eq. 1 then starts at ~50 per map instead of
+            # H·W·ln 2 ≈ 2800, and the first steps learn the peaks, not the background.
+            logits = layers.Conv2D(n, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3),
+                                   bias_initializer=keras.initializers.Constant(_prior_logit(config)),
+                                   name=f"u{stack}_heatmaps")(y)
             outputs[f"heatmaps{stack}"] = logits
             if stack < config.num_stacks:  # re-inject features and predictions into the next stack
                 x = layers.Add(name=f"u{stack}_next")([x, layers.Conv2D(c, 1, name=f"u{stack}_feat_back")(y),
