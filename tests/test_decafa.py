@@ -111,6 +111,23 @@ def test_bad_config_is_rejected():
         DeCaFAConfig(fusion="F9")
     with pytest.raises(ValueError, match="num_stages"):
         DeCaFAConfig(num_stages=5)
+    with pytest.raises(ValueError, match="softmax_temperature"):
+        DeCaFAConfig(softmax_temperature=0.0)
+
+
+def test_softmax_temperature_is_a_rescaled_transfer_layer():
+    # exp(T/τ): the same maps as τ = 1 with the 68-point transfer layer's weights divided by τ.
+    arch, cfg = tiny(num_stages=1, softmax_temperature=0.25)
+    hot = arch.build(cfg)
+    plain = arch.build(cfg_lib.replace(cfg, softmax_temperature=1.0))
+    plain.set_weights(hot.get_weights())
+    kernel, bias = hot.get_layer("s1_transfer0").get_weights()
+    plain.get_layer("s1_transfer0").set_weights([kernel / 0.25, bias / 0.25])
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 1)).astype(np.float32)
+    a = hot(x)["landmarks"].numpy()[:, :68]
+    b = plain(x)["landmarks"].numpy()[:, :68]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(a - arch.build(cfg_lib.replace(cfg, softmax_temperature=1.0))(x)["landmarks"].numpy()[:, :68]).max() > 1e-4
 
 
 def test_export_contract_names_the_exported_markup_only():
