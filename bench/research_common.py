@@ -108,8 +108,20 @@ def train_all(variants, model: str, args) -> list:
     from tqdm import tqdm
 
     todo = [v for v in variants if not args.only or v[0] in args.only]
-    return [train_variant(name, model, sets, args, extra) for name, sets, extra in tqdm(todo, desc="train",
-                                                                                           unit="variant")]
+    schedule = budget_schedule(model, args.epochs)
+    return [train_variant(name, model, {**schedule, **sets}, args, extra)
+            for name, sets, extra in tqdm(todo, desc="train", unit="variant")]
+
+
+def budget_schedule(model: str, epochs: int) -> dict:
+    """``--set`` moving a step schedule's milestones to the paper's fractions of this run's epoch budget: the
+    milestones are absolute epochs of the paper's 60, so a bench of a few epochs would otherwise never decay."""
+    from tfalign.training.runconfig import resolve_model
+    _, config = resolve_model(model)
+    train = config.train
+    if train.schedule != "step" or not train.milestones:
+        return {}
+    return {"train.milestones": [max(1, int(epochs * m / train.epochs)) for m in train.milestones]}
 
 
 def exit_code(rows: list) -> int:
