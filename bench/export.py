@@ -48,7 +48,17 @@ def main(argv=None):
               f"{fmt(r['parity_max_abs'], '9.2e'):>9s} {fmt(r['parity_nme'], '9.4f'):>9s} "
               f"{fmt(r['parity_passed'], ''):>4s} {fmt(r['latency_median_ms'], '7.2f'):>7s}")
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"export_{loaded.name}.json")
-    atomic_write_json(out, {"model": loaded.name, "weights": loaded.weights, "check": faces.check_source,
+    # Which weights were measured, exactly: the shipped file changes when a model is retrained.
+    weights_sha256 = None
+    if loaded.weights.startswith("pretrained:"):
+        import hashlib
+
+        from tfalign.models.base import WEIGHTS_FILE
+        path = os.path.join(export.WEIGHTS_ROOT, loaded.name, WEIGHTS_FILE)
+        with open(path, "rb") as fh:
+            weights_sha256 = hashlib.sha256(fh.read()).hexdigest()
+    atomic_write_json(out, {"model": loaded.name, "weights": loaded.weights, "weights_sha256": weights_sha256,
+                            "check": faces.check_source,
                             "command": "python bench/export.py " + " ".join(argv or sys.argv[1:]), "rows": rows})
     print(f"wrote {out}")
 
