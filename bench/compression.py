@@ -1,8 +1,10 @@
 """Compression side by side on the edge models: float32 / magnitude-pruned / channel-pruned / PTQ int8 / QAT int8.
 
-For each model (``mobile_two_stage``, ``pipnet_mbv3``), starting from trained weights: shipped ones
-(``tfalign/weights/<name>`` via the architecture's ``load_pretrained``) or a training run (``--model-dir
-NAME=DIR``); without either the model is random and its NME means nothing (the table says so). Then:
+For each model (``mobile_two_stage``, ``pipnet_mbv3``), starting from trained weights: the shipped ones by default
+(``tfalign/weights/<name>`` via ``base.load_pretrained``; the JSON records the sha256 of ``weights.npz``) or a
+training run (``--model-dir NAME=DIR``); without either the model is random and its NME means nothing (the table
+says so). Every fine-tune runs through the trainer with a cosine learning-rate decay (``--NAME-epochs``,
+``--NAME-lr``, ``--steps`` per epoch). Then:
 
 * ``float32``: the trained model as it is.
 * ``magnitude``: tfmot magnitude pruning to ``--sparsity`` (PolynomialDecay) fine-tuned through the trainer,
@@ -12,7 +14,7 @@ NAME=DIR``); without either the model is random and its NME means nothing (the t
 * ``ptq_int8``: full-integer post-training quantization of the float model, calibrated on ``--calibration-size``
   training faces (``quantization.calibration``); soft-argmax family kept float (``presets.keeps_float``).
 * ``qat_int8``: tfmot QAT copy (``quantization.qat``) fine-tuned through the trainer, converted with
-  ``presets.for_qat()``.
+  ``qat.convert`` (``presets.for_qat()``; HARD_SWISH kept a float island, as in the PTQ export).
 
 Measured per variant: validation NME (inter-ocular, on ``--val``, through the .tflite with LiteRT), params
 (non-zero params too), MACs (from the float graph, ``mobile_export.profile.perop``), .tflite size, gzip -9 size,
@@ -22,7 +24,8 @@ int8 ≥ 1.5× faster than float32.
 
 Usage::
 
-    python bench/compression.py --model-dir mobile_two_stage=runs/mts --model-dir pipnet_mbv3=runs/pipnet_mbv3_lfpw
+    python bench/compression.py --channel-ratio mobile_two_stage=0.45,pipnet_mbv3=0.35
+    python bench/compression.py --models pipnet_mbv3 --keep-others     # add/refresh one model's rows
 """
 from __future__ import annotations
 
@@ -51,27 +54,66 @@ def parse_args(argv=None):
                    help="training run to start from for NAME when no shipped weights exist (repeatable)")
     p.add_argument("--data", default=DEFAULT_TRAIN, help="fine-tuning and calibration faces (dataset spec)")
     p.add_argument("--val", default=DEFAULT_VAL, help="validation faces (dataset spec)")
-    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per compressed variant (default 2)")
     p.add_argument("--steps", type=int, default=25, help="steps per fine-tuning epoch (default 25)")
     p.add_argument("--batch-size", type=int, default=16, help="fine-tuning batch size (default 16)")
-    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate, constant (default 1e-4)")
+    for key, epochs, lr, what in (("magnitude", 4, 2e-4, "magnitude pruning"), ("channel", 15, 5e-4, "channel pruning"),
+                                  ("qat", 3, 2e-5, "QAT")):
+        p.add_argument(f"--{key}-epochs", type=int, default=epochs,
+                       help=f"{what} fine-tuning epochs (default {epochs})")
+        p.add_argument(f"--{key}-lr", type=float, default=lr,
+                       help=f"{what} peak learning rate, cosine decay to 0 (default {lr:g})")
     p.add_argument("--sparsity", type=float, default=0.5, help="magnitude pruning target sparsity (default 0.5)")
-    p.add_argument("--channel-ratio", type=float, default=0.35,
-                   help="fraction of filters removed per prunable channel space (default 0.35)")
+    p.add_argument("--channel-ratio", default="0.35", metavar="R|NAME=R,...",
+                   help="fraction of filters removed per prunable channel space: one value, or per model "
+                        "(e.g. mobile_two_stage=0.45,pipnet_mbv3=0.35; default 0.35)")
     p.add_argument("--calibration-size", type=int, default=64, help="int8 calibration faces (default 64)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=20, help="invokes per variant per round (default 20)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
+    p.add_argument("--keep-others", action="store_true",
+                   help="keep the rows of models not run now from an existing --out file (each row records its "
+                        "own command)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                  "compression.json"))
     args = p.parse_args(argv)
-    for flag in ("epochs", "steps", "batch_size", "calibration_size", "rounds", "runs"):
+    for flag in ("magnitude_epochs", "channel_epochs", "qat_epochs", "steps", "batch_size", "calibration_size",
+                 "rounds", "runs"):
         if getattr(args, flag) <= 0:
             p.error(f"--{flag.replace('_', '-')}: must be > 0")
+    try:
+        args.channel_ratios = parse_ratios(args.channel_ratio)
+    except ValueError as exc:
+        p.error(f"--channel-ratio: {exc}")
     bad = set(args.variants.split(",")) - set(VARIANTS)
     if bad:
         p.error(f"--variants: unknown {sorted(bad)}")
     return args
+
+
+def parse_ratios(text: str) -> dict:
+    """``"0.4"`` → ``{None: 0.4}``; ``"a=0.4,b=0.3"`` → ``{"a": 0.4, "b": 0.3}``."""
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.rpartition("=")
+        try:
+            r = float(value)
+        except ValueError:
+            raise ValueError(f"{item!r} is not R or NAME=R") from None
+        if not 0.0 < r < 1.0:
+            raise ValueError(f"{item!r}: the ratio must be in (0, 1)")
+        out[key if sep else None] = r
+    return out
+
+
+def weights_sha256(name: str) -> str:
+    """Hash of the shipped ``weights.npz`` (the lead may replace it: the JSON says which weights were measured)."""
+    import hashlib
+    from tfalign.models.base import WEIGHTS_FILE, pretrained_folder
+    folder = pretrained_folder(name)
+    if not folder:
+        return ""
+    with open(os.path.join(folder, WEIGHTS_FILE), "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def load_base(name: str, model_dirs: dict):
@@ -79,12 +121,12 @@ def load_base(name: str, model_dirs: dict):
     from tfalign.models.base import load_pretrained, pretrained_folder, resolve
     from tfalign.training import load_model_dir
     arch, config = resolve(name)
+    if name in model_dirs:  # an explicit run wins over the shipped weights
+        arch, config, model = load_model_dir(model_dirs[name])
+        return arch, config, model, f"run:{model_dirs[name]}"
     if pretrained_folder(name):
         arch, config, model = load_pretrained(name)
         return arch, config, model, f"pretrained:tfalign/weights/{name}"
-    if name in model_dirs:
-        arch, config, model = load_model_dir(model_dirs[name])
-        return arch, config, model, f"run:{model_dirs[name]}"
     return arch, config, arch.build(config), "random-init (no weights found: NME is meaningless)"
 
 
@@ -112,17 +154,20 @@ def macs_of(data: bytes) -> int:
 
 
 def finetune(build, arch, config, args, name: str, workdir: str):
+    """Fine-tune through the trainer: ``--NAME-epochs`` x ``--steps``, cosine decay from ``--NAME-lr``."""
     from tfalign import config as cfg_lib
     from tfalign.training.runconfig import RunSettings
     from quantization import pruning
+    epochs, lr = getattr(args, f"{name}_epochs"), getattr(args, f"{name}_lr")
     data = json.loads(json.dumps(cfg_lib.to_dict(config)))
-    data["train"].update({"learning_rate": args.lr, "schedule": "constant", "batch_size": args.batch_size})
-    run = RunSettings(model=args.current_model, config=data, data=[args.data], val=[args.val], epochs=args.epochs,
+    data["train"].update({"learning_rate": lr, "schedule": "cosine", "batch_size": args.batch_size})
+    run = RunSettings(model=args.current_model, config=data, data=[args.data], val=[args.val], epochs=epochs,
                       batch_size=args.batch_size, seed=0, steps_per_epoch=args.steps)
     t0 = time.time()
-    model, history = pruning.fine_tune(build, run, os.path.join(workdir, name))
-    return model, {"epochs": args.epochs, "steps_per_epoch": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-            "seconds": round(time.time() - t0, 1), "val_nme_keras": [e["val_nme"] for e in history["epochs"]]}
+    model, history = pruning.fine_tune(build, run, os.path.join(workdir, name), progress=False)
+    return model, {"epochs": epochs, "steps_per_epoch": args.steps, "batch_size": args.batch_size, "lr": lr,
+                   "schedule": "cosine", "seconds": round(time.time() - t0, 1),
+                   "val_nme_keras": [e["val_nme"] for e in history["epochs"]]}
 
 
 def bench_model(name: str, args, model_dirs: dict) -> dict:
@@ -167,7 +212,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
             print(f"  {name} {key}: FAILED {results[key]['error']}", file=sys.stderr, flush=True)
 
     def _magnitude():
-        steps = args.epochs * args.steps
+        steps = args.magnitude_epochs * args.steps
         pruned, ft = finetune(lambda: pruning.prune_model(
             pruning.copy_model(base), args.sparsity, end_step=max(1, int(0.7 * steps)), frequency=max(1, steps // 10)),
             arch, config, args, "magnitude", workdir)
@@ -179,12 +224,13 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     attempt("magnitude", _magnitude)
 
     def _channel():
-        slim, plan = channel_pruning.prune_channels(base, args.channel_ratio, "l1")
+        ratio = args.channel_ratios.get(name, args.channel_ratios.get(None, 0.35))
+        slim, plan = channel_pruning.prune_channels(base, ratio, "l1")
         data0 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
         nme0 = tflite_nme(Runner(data0), val, spec)
         slim, ft = finetune(lambda: pruning.copy_model(slim), arch, config, args, "channel", workdir)
         data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
-        record("channel", slim, data, {"ratio": args.channel_ratio, "criterion": "l1",
+        record("channel", slim, data, {"ratio": ratio, "criterion": "l1",
                                        "channels_removed": round(plan.removed_fraction(), 4),
                                        "nme_before_finetune": nme0, "finetune": ft})
 
@@ -201,7 +247,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     def _qat_int8():
         from quantization import qat
         qmodel, ft = finetune(lambda: qat.quantize_model(base), arch, config, args, "qat", workdir)
-        data = tflite.convert(arch.inference_model(config, qmodel), preset=presets.for_qat())
+        data = qat.convert(arch.inference_model(config, qmodel))
         record("qat_int8", base, data, {"finetune": ft, "int8_coverage": tflite.inspect(data)["int8_coverage"]},
                float_bytes)
 
@@ -221,7 +267,9 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     for k in runners:
         results[k]["latency_ms"] = float(np.median(times[k]))
         results[k]["latency_p10_ms"] = float(np.percentile(times[k], 10))
-    return {"weights": source, "input": [spec.height, spec.width, spec.channels], "val": args.val,
+    return {"weights": source, "weights_sha256": weights_sha256(name) if source.startswith("pretrained") else "",
+            "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "input": [spec.height, spec.width, spec.channels], "val": args.val,
             "val_faces": len(val), "variants": results, "goals": goals(results)}
 
 
@@ -271,8 +319,13 @@ def main(argv=None) -> int:
     from tfalign.io import atomic_write_json
     from tfalign.training.runconfig import versions
     report = {"command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "versions": versions(), "settings": {k: v for k, v in vars(args).items() if k != "current_model"},
+              "versions": versions(), "settings": {k: v for k, v in vars(args).items()
+                                                   if k not in ("current_model", "channel_ratios")},
               "models": {}}
+    if args.keep_others and os.path.isfile(args.out):
+        # Models not run now keep their earlier rows; each row carries its own command and date.
+        with open(args.out) as fh:
+            report["models"].update(json.load(fh).get("models", {}))
     for name in args.models.split(","):
         report["models"][name] = bench_model(name, args, model_dirs)
         print(table(name, report["models"][name]), flush=True)

@@ -9,7 +9,8 @@ How the model is cut (on the functional graph, no per-architecture code):
 1. **Channel spaces.** Every tensor's last axis is a list of segments, each a *channel space* (union-find id).
    ``Conv2D``/``Dense``/``Conv2DTranspose`` start a new space (their filters). Per-channel layers
    (``BatchNormalization``, activations, padding, pooling, resizing, ``DepthwiseConv2D`` with multiplier 1,
-   elementwise ``TFOpLambda`` with scalars) pass their input's space through. ``Add``/``Multiply``/... tie their
+   layers declaring ``elementwise = True`` such as the MobileNetV3 ``HardSwish``, elementwise ``TFOpLambda`` with
+   scalars) pass their input's space through. ``Add``/``Multiply``/... tie their
    inputs' spaces into one (a residual stage, a squeeze-excite gate): they share one kept-index set.
    ``Concatenate`` lays its inputs' segments side by side.
 2. **What may not change.** Model inputs and outputs, and every input of a layer the rules above do not cover
@@ -81,6 +82,8 @@ def _is_passthrough(layer, inputs, outputs) -> bool:
         return not isinstance(layer, _L.Softmax) or layer.axis in (1, 2, -2, -3)
     if isinstance(layer, _L.Rescaling):
         return np.ndim(layer.scale) == 0 and np.ndim(layer.offset) == 0
+    if getattr(layer, "elementwise", False) is True:  # e.g. backbones.HardSwish/HardSigmoid declare it
+        return True
     return type(layer).__name__ == "TFOpLambda" and getattr(layer, "symbol", "") in _ELEMENTWISE_OPS
 
 

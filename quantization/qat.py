@@ -15,8 +15,11 @@ Conv2D, DepthwiseConv2D, Dense, BN, ReLU, ...  tfmot's default 8-bit registry (C
                                                 tensor (int8 GATHER); the coordinates stay float (FLOOR, weights)
 ``UpSampling2D`` (bilinear), ``Multiply``,      :class:`OutputQuantizeConfig` (RESIZE_BILINEAR / MUL int8)
 ``Rescaling``
-``TFOpLambda`` (MobileNetV3 hard-swish)         left float: an annotated TFOpLambda breaks ``quantize_apply``'s clone;
-                                                a named hard-swish layer in the backbone would let it be int8
+``HardSwish`` (MobileNetV3 backbone)            :class:`OutputQuantizeConfig`: int8 output for the next convolution;
+                                                :func:`convert` makes its TFLite op a float island (LiteRT's int8
+                                                HARD_SWISH is ~10x slower than dequantize + float + quantize)
+``HardSigmoid`` (squeeze-excite gate)           :class:`OutputQuantizeConfig` (ADD/RELU6/MUL int8)
+``TFOpLambda``                                  left float: an annotated TFOpLambda breaks ``quantize_apply``'s clone
 ``PatchesToGroups`` (transpose + reshape)       :class:`OutputQuantizeConfig`: its input may come from a float
                                                 RoIAlign, and the grouped conv after it needs an int8 input
 ``StopGradient``                                :class:`NoOpQuantizeConfig`: identity
@@ -31,16 +34,17 @@ anything else                                   left float (not annotated), list
 =============================================  =================================================================
 
 The QAT model trains with the shared trainer (:func:`quantization.pruning.fine_tune`) and converts with
-``presets.for_qat()`` (``mobile_export.tflite.convert(model, preset=...)``).
+:func:`convert` (``presets.for_qat()`` + :func:`float_islands`).
 
 Example::
 
     qat_model = qat.quantize_model(trained_model)
     pruning.fine_tune(qat_model, run_settings, "runs/qat")
-    tflite_bytes = mobile_export.tflite.convert(arch.inference_model(config, qat_model), preset=presets.for_qat())
+    tflite_bytes = qat.convert(arch.inference_model(config, qat_model))
 """
 from __future__ import annotations
 
+from quantization import presets
 from quantization.presets import keeps_float
 from tfalign import layers as tfa_layers
 from tfalign._keras import keras
@@ -110,7 +114,7 @@ def _mobile_layers():
     # Custom layers of the architectures, found by registered name so quantization/ needs no model imports.
     get = keras.utils.get_registered_object
     return {n: get(f"tfalign>{n}") for n in ("SumSoftArgmax", "RefineOffset", "StopGradient", "PatchesToGroups",
-                                               "PIPDecode")}
+                                               "PIPDecode", "HardSwish", "HardSigmoid")}
 
 
 def rule(layer) -> str:
@@ -122,6 +126,8 @@ def rule(layer) -> str:
             c is not None and isinstance(layer, c) for n, c in custom.items()
             if n in ("SumSoftArgmax", "RefineOffset", "PIPDecode")):
         return "float"
+    if _float_island_layer(layer):  # HardSwish: int8 in/out for its neighbours, float inside (float_islands)
+        return "output"
     if keeps_float(layer):  # the PTQ export's per-layer policy: QAT and PTQ models keep the same layers float
         return "float"
     if isinstance(layer, tfa_layers.GroupConv2D):
@@ -139,11 +145,82 @@ def rule(layer) -> str:
         return "registry"  # folded into the preceding convolution by quantize_apply's transforms
     if registry.Default8BitQuantizeRegistry().supports(layer):
         return "registry"
-    if isinstance(layer, (_L.Multiply, _L.Rescaling)):
+    if isinstance(layer, (_L.Multiply, _L.Rescaling)) or getattr(layer, "elementwise", False):
         return "output"
     # TFOpLambda (tensor operators, e.g. MobileNetV3's hard-swish ``relu6(x + 3) * (1/6)``) stays float: tfmot's
     # quantize_apply cannot re-clone an annotated TFOpLambda (its input arrives as a list; tests/test_qat.py).
     return "none"
+
+
+def _float_island_layer(layer) -> bool:
+    # Layers QAT fake-quantizes (so the convolution after them gets an int8 input) but whose int8 TFLite kernel is
+    # slow: convert() turns their int8 op back into dequantize → float op → quantize (float_islands).
+    return bool(getattr(layer, "keep_float_in_int8", False)) and bool(getattr(layer, "elementwise", False))
+
+
+def float_islands(model_bytes: bytes, ops=("HARD_SWISH",)) -> bytes:
+    """Rewrite every int8/uint8 op of a type in ``ops`` as DEQUANTIZE → float op → QUANTIZE (same scales).
+
+    The QAT converter quantizes an op whenever fake-quant ranges surround it, and has no per-op denylist (the PTQ
+    export has one: ``mobile_export.tflite.float_nodes``). LiteRT 2.3 has no fast int8 HARD_SWISH: measured with
+    1 thread, an int8 HARD_SWISH on 1M values costs ~12 ms, the float one with its two conversions well under
+    1 ms (XNNPACK runs all three). The op's input/output int8 tensors and their scales are kept, so the graph
+    around it is unchanged.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    model = fb.read_model_from_bytearray(bytearray(model_bytes))
+    codes = model.operatorCodes
+    builtin = schema.BuiltinOperator
+    targets = set()
+    for name in ops:
+        if not hasattr(builtin, name):
+            raise ValueError(f"ops: '{name}' is not a TFLite builtin operator")
+        targets.add(getattr(builtin, name))
+
+    def code_of(op) -> int:
+        c = codes[op.opcodeIndex]
+        return max(c.builtinCode, c.deprecatedBuiltinCode)
+
+    def opcode(code: int) -> int:
+        for i, c in enumerate(codes):
+            if max(c.builtinCode, c.deprecatedBuiltinCode) == code:
+                return i
+        c = schema.OperatorCodeT()
+        c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
+        codes.append(c)
+        return len(codes) - 1
+
+    integer = (schema.TensorType.INT8, schema.TensorType.UINT8)
+    for sub in model.subgraphs:
+        rewritten = []
+        for op in sub.operators:
+            if code_of(op) not in targets or len(op.inputs) != 1 or len(op.outputs) != 1 or any(
+                    sub.tensors[t].type not in integer for t in (op.inputs[0], op.outputs[0])):
+                rewritten.append(op)
+                continue
+            floats = []
+            for t in (op.inputs[0], op.outputs[0]):
+                src, f = sub.tensors[t], schema.TensorT()
+                f.shape, f.shapeSignature = src.shape, src.shapeSignature
+                f.type, f.buffer = schema.TensorType.FLOAT32, 0  # buffer 0: the empty buffer (activations)
+                f.name = (src.name.decode() if isinstance(src.name, bytes) else src.name) + "/float"
+                sub.tensors.append(f)
+                floats.append(len(sub.tensors) - 1)
+            deq, quant = schema.OperatorT(), schema.OperatorT()
+            deq.opcodeIndex, deq.inputs, deq.outputs = opcode(builtin.DEQUANTIZE), [op.inputs[0]], [floats[0]]
+            quant.opcodeIndex, quant.inputs, quant.outputs = opcode(builtin.QUANTIZE), [floats[1]], [op.outputs[0]]
+            op.inputs, op.outputs = [floats[0]], [floats[1]]
+            rewritten += [deq, op, quant]
+        sub.operators = rewritten
+    return bytes(fb.convert_object_to_bytearray(model))
+
+
+def convert(model, io_dtype: str = "float32") -> bytes:
+    """The int8 ``.tflite`` of a QAT model (``presets.for_qat``), slow int8 ops made float islands."""
+    from mobile_export import tflite  # quantization ← mobile_export: imported only when converting
+    return float_islands(tflite.convert(model, preset=presets.for_qat(io_dtype)))
 
 
 def coverage(model) -> dict:
@@ -187,4 +264,84 @@ def quantize_model(model):
         return _q.quantize_apply(annotated)
 
 
-__all__ = ["NoOpQuantizeConfig", "FloatQuantizeConfig", "OutputQuantizeConfig", "GroupConvQuantizeConfig", "rule", "coverage", "annotate", "scope", "quantize_model"]
+__all__ = ["NoOpQuantizeConfig", "FloatQuantizeConfig", "OutputQuantizeConfig", "GroupConvQuantizeConfig", "rule",
+           "coverage", "annotate", "scope", "quantize_model", "float_islands", "convert", "float_weights", "main"]
+
+
+def float_weights(qat_model, model):
+    """Copy the (quantization-aware trained) float weights of ``qat_model`` into ``model``, a plain model of the
+    same architecture, layer by layer by name (tfmot wraps layer ``x`` as ``quant_x``; its ``.layer`` is ``x``).
+    Returns ``model``."""
+    def short(variable) -> str:  # "quant_conv1/conv1/kernel:0" -> "kernel"
+        return variable.name.split(":")[0].split("/")[-1]
+
+    wrappers = {getattr(layer, "layer", layer).name: layer for layer in qat_model.layers}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in wrappers:
+            raise ValueError(f"float_weights: layer '{layer.name}' has no counterpart in the QAT model")
+        # The wrapper holds the inner layer's variables (the kernel is swapped for its fake-quantized tensor, so
+        # the inner layer no longer lists it) next to the quantizers' own (kernel_min, optimizer_step...): match
+        # by variable name.
+        found = {short(v): v for v in wrappers[layer.name].weights}
+        missing = [short(w) for w in layer.weights if short(w) not in found]
+        if missing:
+            raise ValueError(f"float_weights: QAT layer '{wrappers[layer.name].name}' has no {missing}")
+        layer.set_weights([found[short(w)].numpy() for w in layer.weights])
+    return model
+
+
+_CLI_DOC = """Quantization-aware training of a trained tfalign model: ``python -m quantization.qat``.
+
+The model is copied with tfmot fake-quant nodes (quantization.qat rules: the package's own layers included), fine-
+tuned through the trainer at a low learning rate, and converted to a full-integer TFLite (the soft-argmax family
+and MobileNetV3's HARD_SWISH stay float, as in the PTQ export). OUT receives:
+  <model>_qat_int8.tflite   the QAT int8 model (float input/output unless --io-dtype)
+  best.weights.h5, config.json
+                            a run folder with the QAT-trained *float* weights (fake-quant removed) of the last epoch:
+                            python -m tfalign.export --model-dir OUT --quantize int8 --calibration SPEC
+                            re-quantizes them with calibrated ranges (PTQ of the QAT-adapted weights)
+
+Example:
+  python -m quantization.qat --model mobile_two_stage --data 300w:../shared/data/lfpw/trainset#train \\
+      --val 300w:../shared/data/lfpw/trainset#val --epochs 3 --lr 2e-5 --out runs/m2s_qat
+"""
+
+
+def _run(argv) -> int:
+    import os
+
+    from quantization import cli, pruning
+    from tfalign.io import atomic_write
+
+    p = cli.parser("python -m quantization.qat", _CLI_DOC, epochs=3, lr=2e-5)
+    p.add_argument("--io-dtype", choices=("float32", "int8", "uint8"), default="float32",
+                   help="TFLite input/output tensor type (default float32)")
+    args = p.parse_args(argv)
+    cli.check(p, args)
+    arch, config, base, source = cli.load(args)
+    run = cli.run_settings(args, arch, config)
+    if args.epochs:
+        qmodel, _ = pruning.fine_tune(lambda: quantize_model(base), run, args.out)
+    else:
+        qmodel = quantize_model(base)
+    name = args.model or arch.name
+    data = convert(arch.inference_model(config, qmodel), io_dtype=args.io_dtype)
+    os.makedirs(args.out, exist_ok=True)
+    path = atomic_write(os.path.join(args.out, f"{name}_qat_int8.tflite"), data)
+    plain = float_weights(qmodel, arch.build(config))
+    cli.write_run(args.out, run, arch, plain, {"method": "qat", "start": source, "epochs": args.epochs,
+                                               "lr": args.lr, "schedule": "cosine", "tflite": os.path.basename(path)})
+    print(f"wrote {path} ({len(data)} bytes) and the run folder {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    from quantization import cli
+    return cli.main_guard(_run, "quantization.qat", argv)
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Prune a trained tfalign model and fine-tune it: ``python -m quantization.prune``.
+
+  --method magnitude   tfmot magnitude pruning: the smallest weights of every Conv2D/Dense are zeroed, the sparsity
+                       ramping to --target along PolynomialDecay while the model fine-tunes; the wrappers are
+                       stripped. Same architecture, so OUT is a run folder:
+                         python -m tfalign.export --model-dir OUT [--quantize int8 ...]
+                       Sparse weights run dense in TFLite: the gain is the gzip size (and int8 on top), not speed.
+  --method channel     structured pruning: --target of the filters of every prunable channel space removed
+                       (criterion l1 or bn), the slimmer model fine-tuned. Fewer MACs and lower latency. Its widths are
+                       not expressible in the architecture's config, so tfalign.export --model-dir cannot rebuild it:
+                       OUT holds slim.keras (the Keras model) and <model>_channel_float32.tflite; the fine-tuning run
+                       is OUT/finetune.
+
+Examples:
+  python -m quantization.prune --model mobile_two_stage --method magnitude --target 0.5 \\
+      --data 300w:../shared/data/lfpw/trainset#train --val 300w:../shared/data/lfpw/trainset#val \\
+      --epochs 4 --lr 2e-4 --out runs/m2s_sparse50
+  python -m quantization.prune --model-dir runs/pipnet --method channel --target 0.35 \\
+      --data ... --val ... --epochs 15 --lr 5e-4 --out runs/pipnet_slim
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from quantization import cli
+
+PROG = "python -m quantization.prune"
+
+
+def parse_args(argv=None):
+    p = cli.parser(PROG, __doc__, epochs=10, lr=5e-4)
+    p.add_argument("--method", required=True, choices=("magnitude", "channel"),
+                   help="magnitude (unstructured, tfmot) or channel (whole filters removed)")
+    p.add_argument("--target", type=float, required=True,
+                   help="magnitude: final sparsity of the Conv2D/Dense kernels; channel: fraction of the filters "
+                        "removed per prunable channel space; in (0, 1)")
+    p.add_argument("--criterion", choices=("l1", "bn"), default="l1",
+                   help="channel: filter importance, L1 norm of the filter or |BN gamma| (default l1)")
+    p.add_argument("--divisor", type=int, default=8,
+                   help="channel: kept widths are rounded up to a multiple of this (default 8, SIMD-friendly)")
+    p.add_argument("--min-channels", type=int, default=8,
+                   help="channel: never keep fewer filters than this in a channel space (default 8)")
+    p.add_argument("--skip", default="", metavar="LAYER,...",
+                   help="layer names left whole (magnitude: kept dense; channel: their channel spaces kept)")
+    args = p.parse_args(argv)
+    cli.check(p, args)
+    if not 0.0 < args.target < 1.0:
+        p.error(f"--target: must be in (0, 1), got {args.target}")
+    if args.method != "channel" and (args.criterion != "l1" or args.divisor != 8 or args.min_channels != 8):
+        p.error("--criterion, --divisor and --min-channels apply to --method channel only")
+    if args.divisor < 1 or args.min_channels < 1:
+        p.error("--divisor and --min-channels: must be >= 1")
+    args.skip = [s for s in args.skip.split(",") if s]
+    return args
+
+
+def _run(argv) -> int:
+    args = parse_args(argv)
+    from quantization import channel_pruning, pruning
+    arch, config, base, source = cli.load(args)
+    run = cli.run_settings(args, arch, config)
+    summary = {"method": args.method, "target": args.target, "start": source, "epochs": args.epochs,
+               "lr": args.lr, "schedule": "cosine"}
+    if args.method == "magnitude":
+        if args.epochs == 0:
+            final = pruning.one_shot(base, args.target, skip=args.skip)
+        else:
+            steps = args.steps or _steps_per_epoch(run, arch, config)
+            end = max(1, int(0.7 * args.epochs * steps))  # the last 30 % of the steps train at full sparsity
+            model, _ = pruning.fine_tune(
+                lambda: pruning.prune_model(pruning.copy_model(base), args.target, end_step=end,
+                                            frequency=max(1, end // 10), skip=args.skip), run, args.out)
+            final = pruning.strip(model)
+        report = pruning.sparsity_report(final)
+        summary.update(sparsity=report["total"]["sparsity"], nonzero_params=report["total"]["params"]
+                       - report["total"]["zeros"])
+        cli.write_run(args.out, run, arch, final, summary)
+        print(pruning.format_report(report, top=10))
+        print(f"wrote {args.out} (export: python -m tfalign.export --model-dir {args.out})")
+        return 0
+
+    slim, plan = channel_pruning.prune_channels(base, args.target, args.criterion, skip=args.skip,
+                                                divisor=args.divisor, min_channels=args.min_channels)
+    print(plan.summary())
+    if args.epochs:
+        slim, _ = pruning.fine_tune(lambda: pruning.copy_model(slim), run, os.path.join(args.out, "finetune"))
+    from mobile_export import tflite
+    from quantization import presets
+    from tfalign.io import atomic_path, atomic_write, atomic_write_json
+    os.makedirs(args.out, exist_ok=True)
+    name = args.model or arch.name
+    data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
+    atomic_write(os.path.join(args.out, f"{name}_channel_float32.tflite"), data)
+    with atomic_path(os.path.join(args.out, "slim.keras")) as tmp:
+        slim.save(tmp + ".keras")
+        os.replace(tmp + ".keras", tmp)
+    summary.update(criterion=args.criterion, channels_removed=round(plan.removed_fraction(), 4),
+                   params=channel_pruning.count_params(slim), params_before=channel_pruning.count_params(base),
+                   plan=plan.summary().splitlines(), command=list(sys.argv))
+    atomic_write_json(os.path.join(args.out, "compression.json"), summary)
+    print(f"params {summary['params_before']} -> {summary['params']}; wrote {args.out}")
+    return 0
+
+
+def _steps_per_epoch(run, arch, config) -> int:
+    # One pass over the training faces, as the trainer counts it: the PolynomialDecay end step needs it up front.
+    from tfalign.training.data import load_specs
+    records = sum((recs for _, recs in load_specs(run.data, "--data")), [])
+    return max(1, -(-len(records) // run.batch_size))
+
+
+def main(argv=None) -> int:
+    return cli.main_guard(_run, "quantization.prune", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

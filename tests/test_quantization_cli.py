@@ -1,0 +1,105 @@
+"""python -m quantization.prune / quantization.qat on the tiny test model: folders tfalign.export accepts, errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from quantization import prune
+
+DATA = ["--data", "synthetic:12:mtfl_5", "--val", "synthetic:4:mtfl_5:1"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--method", "magnitude", "--target", "0.5", "--out", "x"], "give --model NAME or --model-dir RUN"),
+    (["--model", "tiny_test", "--method", "magnitude", "--target", "1.5", "--epochs", "0", "--out", "x"], "--target: must be in"),
+    (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--epochs", "2", "--out", "x"],
+     "--data and --val are needed"),
+    (["--model", "tiny_test", "--method", "magnitude", "--target", "0.5", "--criterion", "bn", "--epochs", "0",
+      "--out", "x"],
+     "apply to --method channel only"),
+    (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--epochs", "-1", "--out", "x"],
+     "--epochs: must be >= 0"),
+])
+def test_prune_usage_errors_are_one_line_exit_2(argv, match, capsys):
+    with pytest.raises(SystemExit) as exc:
+        prune.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1 and err.startswith("quantization.prune: error:")
+
+
+def test_unknown_model_is_one_line_exit_2(tmp_path, capsys):
+    code = prune.main(["--model", "no_such_model", "--method", "channel", "--target", "0.5", "--epochs", "0",
+                       "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("quantization.prune: error: --model:") and "no_such_model" in err
+
+
+def test_help_explains_every_flag():
+    out = _cli("quantization.prune", "--help")
+    assert out.returncode == 0
+    for flag in ("--model", "--model-dir", "--method", "--target", "--data", "--val", "--epochs", "--steps",
+                 "--lr", "--criterion", "--divisor", "--min-channels", "--skip", "--out"):
+        assert flag in out.stdout
+
+
+def test_magnitude_writes_a_run_folder_the_exporter_loads(tmp_path):
+    from mobile_export.export import load_model
+    from quantization import pruning
+    out = tmp_path / "sparse"
+    code = prune.main(["--model", "tiny_test", "--method", "magnitude", "--target", "0.5", *DATA, "--epochs", "1",
+                       "--steps", "3", "--batch-size", "4", "--lr", "1e-3", "--out", str(out)])
+    assert code == 0
+    run = json.loads((out / "config.json").read_text())
+    assert run["compression"]["method"] == "magnitude" and run["config"]["train"]["schedule"] == "cosine"
+    loaded = load_model(None, str(out))  # what python -m tfalign.export --model-dir does
+    from tfalign.training import load_model_dir
+    _, _, model = load_model_dir(str(out))
+    assert pruning.sparsity_report(model)["total"]["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert loaded.inference.outputs[0].shape[1:] == (5, 2)
+
+
+def test_channel_one_shot_writes_tflite_and_slim_model(tmp_path):
+    from quantization import channel_pruning
+    from tfalign._keras import keras
+    out = tmp_path / "slim"
+    code = prune.main(["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--epochs", "0",
+                       "--divisor", "1", "--min-channels", "1", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "compression.json").read_text())
+    assert summary["params"] < summary["params_before"] and summary["channels_removed"] > 0.3
+    slim = keras.models.load_model(str(out / "slim.keras"), compile=False)
+    assert channel_pruning.count_params(slim) == summary["params"]
+    assert (out / "tiny_test_channel_float32.tflite").stat().st_size > 0
+
+
+def test_qat_cli_writes_int8_tflite_and_float_run(tmp_path):
+    from mobile_export import tflite
+    from mobile_export.export import load_model
+    from quantization import qat
+    out = tmp_path / "qat"
+    code = qat.main(["--model", "tiny_test", *DATA, "--epochs", "1", "--steps", "2", "--batch-size", "4",
+                     "--out", str(out)])
+    assert code == 0
+    data = (out / "tiny_test_qat_int8.tflite").read_bytes()
+    assert tflite.inspect(data)["int8_coverage"] > 0.5
+    loaded = load_model(None, str(out))
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    keras_out = loaded.inference(x).numpy()
+    # The run folder's float weights (fake-quant removed) and the int8 model compute the same landmarks.
+    np.testing.assert_allclose(tflite.Runner(data)(x), keras_out, atol=0.05)
+
+
+def test_qat_usage_error(capsys):
+    from quantization import qat
+    with pytest.raises(SystemExit) as exc:
+        qat.main(["--model", "tiny_test", "--epochs", "1", "--out", "x"])
+    assert exc.value.code == 2 and "--data and --val are needed" in capsys.readouterr().err
