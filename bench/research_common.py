@@ -51,6 +51,7 @@ def parser(doc: str, name: str, *, epochs: int, steps: int, batch: int) -> argpa
                    help=f"where the variants' training runs go (default runs/bench_{name}); a finished run with "
                         "the same command is reused, not retrained")
     p.add_argument("--out", default=os.path.join(HERE, "results", f"{name}.json"), help="JSON results file")
+    p.add_argument("--note", default=None, help="free text stored in the JSON (e.g. why a variant is missing)")
     return p
 
 
@@ -210,6 +211,7 @@ def write(args, name: str, result: dict) -> None:
     result = {"command": f"python bench/{name}.py " + " ".join(args.argv), "budget": {
         "epochs": args.epochs, "steps_per_epoch": args.steps, "batch_size": args.batch_size, "seed": args.seed,
         "quick": args.quick}, "data": args.data, "val": args.val, "machine": machine(),
+        **({"note": args.note} if args.note else {}),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}
     atomic_write_json(args.out, result)
     print(f"wrote {os.path.relpath(args.out, REPO)}", file=sys.stderr)
