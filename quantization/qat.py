@@ -170,14 +170,14 @@ def float_islands(model_bytes: bytes, ops=("HARD_SWISH",)) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils as fb
 
-    model = fb.read_model_from_bytearray(bytearray(model_bytes))
-    codes = model.operatorCodes
     builtin = schema.BuiltinOperator
     targets = set()
     for name in ops:
         if not hasattr(builtin, name):
             raise ValueError(f"ops: '{name}' is not a TFLite builtin operator")
         targets.add(getattr(builtin, name))
+    model = fb.read_model_from_bytearray(bytearray(model_bytes))
+    codes = model.operatorCodes
 
     def code_of(op) -> int:
         c = codes[op.opcodeIndex]

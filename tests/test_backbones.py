@@ -101,3 +101,80 @@ def test_batchnorm_momentum_is_pytorchs_everywhere(name):
     m = _model(name, 64, stride=64, extra_channels=8)
     momenta = {l.momentum for l in m.layers if isinstance(l, keras.layers.BatchNormalization)}
     assert momenta == {bb.BN_MOMENTUM} == {0.9}
+
+
+def _random_bn_statistics(model, seed=0):
+    # Fresh BNs are identities; non-trivial statistics make the comparisons below mean something.
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 1, c), rng.normal(0, 0.5, c),
+                               rng.uniform(0.5, 2.0, c)])
+
+
+def test_mobilenet_v3_activations_are_named_registered_layers():
+    m = _model("mobilenet_v3_small", 32)
+    kinds = [type(l).__name__ for l in m.layers]
+    assert "TFOpLambda" not in kinds and "HardSwish" in kinds and "HardSigmoid" in kinds
+    assert "expanded_conv_3_expand_hard_swish" in {l.name for l in m.layers}
+    for cls in (bb.HardSwish, bb.HardSigmoid):
+        layer = cls(name="x")
+        assert keras.utils.get_registered_object(f"tfalign>{cls.__name__}") is cls
+        clone = keras.layers.deserialize(keras.layers.serialize(layer))
+        assert type(clone) is cls and clone.name == "x"
+
+
+@pytest.mark.parametrize("app,name", [(keras.applications.MobileNetV3Small, "mobilenet_v3_small"),
+                                      (keras.applications.MobileNetV3Large, "mobilenet_v3_large")])
+def test_named_activations_compute_what_keras_applications_computes(app, name):
+    # Same weight order and shapes as keras.applications' own build (hard-swish as TFOpLambdas), same outputs.
+    ours = _model(name, 64)
+    ref = app(input_shape=(64, 64, 3), include_top=False, weights=None, include_preprocessing=False)
+    assert "TFOpLambda" in {type(l).__name__ for l in ref.layers}
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in ref.get_weights()]
+    _random_bn_statistics(ours)
+    ref.set_weights(ours.get_weights())
+    x = np.random.default_rng(2).normal(size=(2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(ours(x).numpy(), ref(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_shipped_pipnet_mbv3_weights_give_the_same_outputs(monkeypatch):
+    import contextlib
+    from tfalign.models.base import WEIGHTS_FILE, load_pretrained, pretrained_folder
+    if not pretrained_folder("pipnet_mbv3"):
+        pytest.skip("no shipped pipnet_mbv3 weights")
+    arch, config, model = load_pretrained("pipnet_mbv3")
+    # The model as it was built before the named layers: keras.applications' own hard-swish.
+    monkeypatch.setattr(bb, "_named_mobilenet_v3_activations", contextlib.nullcontext)
+    legacy = arch.build(config)
+    assert "TFOpLambda" in {type(l).__name__ for l in legacy.layers}
+    with np.load(f"{pretrained_folder('pipnet_mbv3')}/{WEIGHTS_FILE}") as data:
+        legacy.set_weights([data[k].astype(np.float32) for k in sorted(data.files)])
+    x = np.random.default_rng(0).normal(size=(1, 256, 256, 3)).astype(np.float32)
+    got, want = model(x, training=False), legacy(x, training=False)
+    for key in want:
+        np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_hard_swish_is_a_builtin_op_kept_float_between_int8_convolutions():
+    from mobile_export import tflite
+    from quantization import presets
+    inp = keras.Input((16, 16, 4), batch_size=1)
+    x = keras.layers.Conv2D(8, 1, name="c1")(inp)
+    x = keras.layers.BatchNormalization(name="c1/BatchNorm")(x)  # a keras.applications-style name with "/"
+    x = bb.HardSwish(name="c1_hard_swish")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw/depthwise")(x)
+    x = bb.HardSwish(name="dw_hard_swish")(x)
+    m = keras.Model(inp, keras.layers.Conv2D(4, 1, name="c2")(x))
+    _random_bn_statistics(m)
+    assert tflite.inspect(tflite.convert(m, preset=presets.for_float32()))["ops"]["HARD_SWISH"] == 2
+    rng = np.random.default_rng(0)
+    rep = lambda: (rng.normal(size=(1, 16, 16, 4)).astype(np.float32) for _ in range(8))  # noqa: E731
+    info = tflite.inspect(tflite.convert(m, preset=presets.for_int8(rep)))
+    # The HARD_SWISH ops are float; the conv and depthwise conv around them stay int8 (ops are found by layer
+    # names holding "/"). The graph's last conv, fed by a float op, may stay float: the quantizer's choice.
+    kinds = [op.split()[0] for op in info["float_ops"]]
+    assert kinds.count("HARD_SWISH") == 2 and "DEPTHWISE_CONV_2D" not in kinds
+    assert not [op for op in info["float_ops"] if "/c1/" in op or "dw/depthwise" in op]
+    assert info["ops"]["DEQUANTIZE"] >= 2

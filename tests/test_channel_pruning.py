@@ -181,3 +181,17 @@ def test_edge_models_rebuild_with_consistent_shapes(name, overrides):
     out, ref = slim(x), model(x)
     assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
     assert np.all(np.isfinite(out["landmarks"].numpy()))
+
+
+def test_hard_swish_passes_channels_through():
+    from tfalign.models.backbones import HardSigmoid, HardSwish
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    h = HardSwish(name="hs")(layers.BatchNormalization(name="bn")(layers.Conv2D(32, 1, name="expand")(inp)))
+    gate = HardSigmoid(name="gate")(layers.Conv2D(32, 1, name="excite")(
+        layers.GlobalAveragePooling2D(keepdims=True)(h)))
+    h = layers.Multiply(name="se")([h, gate])
+    model = keras.Model(inp, layers.Conv2D(4, 1, name="out")(h))
+    slim, plan = cp.prune_channels(model, 0.5, divisor=1, min_channels=1)
+    assert slim.get_layer("expand").filters == slim.get_layer("excite").filters == 16
+    assert slim.get_layer("out").kernel.shape[2] == 16

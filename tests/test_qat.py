@@ -105,3 +105,56 @@ def test_tf_op_lambdas_stay_float_so_quantize_apply_can_clone_them():
         q(x0, training=True)
     ref = model(x0)["landmarks"].numpy()
     np.testing.assert_allclose(q(x0)["landmarks"].numpy(), ref, atol=0.05 * np.abs(ref).max())
+
+
+def _hard_swish_model():
+    from tfalign.models.backbones import HardSigmoid, HardSwish
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3), batch_size=1)
+    x = layers.BatchNormalization(name="bn")(layers.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(inp))
+    x = HardSwish(name="hs")(x)
+    gate = HardSigmoid(name="gate")(layers.Conv2D(8, 1, name="excite")(layers.GlobalAveragePooling2D(keepdims=True)(x)))
+    x = layers.Multiply(name="se")([x, gate])
+    return keras.Model(inp, {"landmarks": layers.Conv2D(2, 1, name="c2")(x)})
+
+
+def test_hard_swish_is_quantized_and_becomes_a_float_island():
+    from mobile_export import tflite
+    model = _hard_swish_model()
+    cov = qat.coverage(model)
+    kinds = {name: kind for kind, names in cov.items() for name in names}
+    assert kinds["hs"] == kinds["gate"] == "output"
+    q = qat.quantize_model(model)
+    x = np.random.default_rng(0).normal(size=(1, 16, 16, 3)).astype(np.float32)
+    for _ in range(3):
+        q(x, training=True)
+    plain = tflite.convert(keras.Model(q.input, q.output["landmarks"]), preset=presets.for_qat())
+    assert tflite.inspect(plain)["ops"]["HARD_SWISH"] == 1
+    assert "HARD_SWISH" not in " ".join(tflite.inspect(plain)["float_ops"])  # the slow int8 kernel
+    island = qat.float_islands(plain)
+    info = tflite.inspect(island)
+    # Exactly one more float op (the gate's ADD/MUL may be float already: tfmot leaves a BN-less conv's output
+    # unquantized, as in MobileNetV3's squeeze-excite; those are [1, 1, 1, C] tensors).
+    before = [op.split()[0] for op in tflite.inspect(plain)["float_ops"]]
+    assert sorted([op.split()[0] for op in info["float_ops"]]) == sorted(before + ["HARD_SWISH"])
+    assert info["ops"]["DEQUANTIZE"] == tflite.inspect(plain)["ops"].get("DEQUANTIZE", 0) + 1
+    a, b = tflite.Runner(plain)(x), tflite.Runner(island)(x)
+    scale = np.abs(a).max()
+    assert scale > 0
+    np.testing.assert_allclose(b, a, atol=0.05 * scale)  # same int8 scales; the hard-swish is just exact now
+
+
+def test_float_islands_refuses_unknown_ops():
+    with pytest.raises(ValueError, match="'NOT_AN_OP' is not a TFLite builtin"):
+        qat.float_islands(b"", ops=("NOT_AN_OP",))
+
+
+def test_float_weights_undo_the_wrappers():
+    model = _hard_swish_model()
+    q = qat.quantize_model(model)
+    plain = keras.models.clone_model(model)
+    for w in plain.weights:
+        w.assign(np.zeros(w.shape, w.dtype.as_numpy_dtype))
+    qat.float_weights(q, plain)
+    for a, b in zip(plain.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
