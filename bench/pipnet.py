@@ -127,6 +127,9 @@ def main(argv=None) -> int:
     p.add_argument("--val", default=f"300w:{LFPW}#val", help="validation spec (default: LFPW #val)")
     p.add_argument("--timing-steps", type=int, default=5, help="training steps timed per variant (0: skip)")
     p.add_argument("--int8", action="store_true", help="check full-int8 TFLite of the shipped pipnet_mbv3")
+    p.add_argument("--base-run", action="append", default=[], metavar="PRESET=DIR",
+                   help="for a --run fine-tuned from shipped weights (--init pretrained): the run those weights "
+                        "came from, so both runs' commands are recorded")
     p.add_argument("--ship", metavar="DIR", help="write DIR's best model as float16 to tfalign/weights/pipnet_mbv3")
     p.add_argument("--mean-face", metavar="SPEC", help="regenerate the packaged mean face from SPEC and exit")
     p.add_argument("--notes", default="", help="free text stored with the results (e.g. how long runs trained)")
@@ -155,7 +158,8 @@ def main(argv=None) -> int:
         return 0
 
     runs = dict(item.split("=", 1) for item in args.run)
-    unknown = sorted(set(runs) - set(VARIANTS))
+    bases = dict(item.split("=", 1) for item in args.base_run)
+    unknown = sorted((set(runs) | set(bases)) - set(VARIANTS))
     if unknown:
         print(f"bench/pipnet.py: error: --run: unknown variant(s) {unknown} (use {', '.join(VARIANTS)})",
               file=sys.stderr)
@@ -182,6 +186,14 @@ def main(argv=None) -> int:
                               "commands": [s["command"] for s in history.get("sessions", [])],
                               "learning_rate": run_config.train.learning_rate,
                               "milestones": list(run_config.train.milestones)}
+            with open(os.path.join(runs[name], "config.json"), encoding="utf-8") as fh:
+                run_meta = json.load(fh)
+            row["trained"].update(init=run_meta.get("init"), steps_per_epoch=run_meta.get("steps_per_epoch_effective"))
+            if name in bases:
+                with open(os.path.join(bases[name], "history.json"), encoding="utf-8") as fh:
+                    base = json.load(fh)
+                row["trained"]["base_run"] = {"run": bases[name], "epochs": len(base["epochs"]),
+                                              "commands": [s["command"] for s in base.get("sessions", [])]}
             row["val"] = validate(run_arch, run_config, trained, val_records)
         else:
             row["trained"] = None
@@ -201,6 +213,8 @@ def main(argv=None) -> int:
         v = row["val"] or {}
         t = row.get("timing", {}).get("seconds_per_epoch", float("nan"))
         trained = f"{row['trained']['epochs']} epochs" if row["trained"] else "not trained"
+        if row["trained"] and row["trained"].get("base_run"):
+            trained += f" fine-tuning {row['trained']['base_run']['epochs']} epochs of {row['trained']['base_run']['run']}"
         print(f"{name:<14}{row['params']:>10,}{row['gmacs']:>8.2f}{t:>9.0f}"
               f"{v.get('nme', float('nan')) * 100:>8.2f}{v.get('auc@0.1', float('nan')):>9.3f}"
               f"{v.get('fr@0.1', float('nan')):>8.3f}  {trained}")
