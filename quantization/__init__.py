@@ -9,5 +9,8 @@
   (residual / depthwise / concat / squeeze-excite ties), a slimmer model rebuilt: fewer MACs, lower latency.
 * :mod:`quantization.qat`: quantization-aware training covering the package's own layers.
 
+Command lines: ``python -m quantization.prune`` (magnitude / channel) and ``python -m quantization.qat``
+(:mod:`quantization.cli` holds what they share); ``docs/compression.md``.
+
 Submodules are imported on demand (tfmot is a heavy import).
 """
