@@ -11,7 +11,7 @@ Pipeline (NumPy + LiteRT only, no TensorFlow at run time):
    log(w / stride), log(h / stride) and the sub-cell centre offset (x, y) at stride 4.
 3. **Decode** (:func:`decode`): 3×3 max-pool peak NMS on the heatmap, top-k peaks above ``score_threshold``,
    box = ((cell + offset) * stride ∓ size / 2) / scale in image pixels, then overlapping boxes (IoU > 0.5)
-   suppressed.
+   and boxes nested in a face box suppressed.
 4. **Calibrate**: the network was trained to predict the tight box of the 68 points (300-W markup); the
    measured residual mapping onto that box (:class:`tfalign.detect.BoxCalibration`, fitted on LFPW ``#val``) is
    stored in ``calibration.json`` beside the weights and applied by :meth:`FaceDetector.detect`, so the boxes it
@@ -78,11 +78,13 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def decode(output: np.ndarray, scale: float = 1.0, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-           top_k: int = 20, stride: int = STRIDE, nms_iou: float = 0.5) -> list:
+           top_k: int = 20, stride: int = STRIDE, nms_iou: float = 0.5, nest: float = 0.7) -> list:
     """Network output [Ho, Wo, 5] (or [1, Ho, Wo, 5]) → list of (box (x, y, w, h) in image pixels, score).
 
     Peaks are cells equal to the 3×3 maximum of the heatmap (CenterNet's max-pool NMS); best first. Overlapping
-    peaks of one face (IoU > ``nms_iou``) are then dropped so each face is reported once.
+    peaks of one face (IoU > ``nms_iou``) are then dropped so each face is reported once, and of two boxes one of
+    which lies inside the other (``nest`` of the smaller's area), the larger is kept unless its score is under
+    half the smaller's.
     """
     out = np.asarray(output, np.float32)
     if out.ndim == 4:
@@ -108,6 +110,19 @@ def decode(output: np.ndarray, scale: float = 1.0, score_threshold: float = DEFA
     for i, b in enumerate(boxes):
         if all(box_iou_matrix([b], [boxes[k]])[0, 0] <= nms_iou for k in keep):
             keep.append(i)
+    # Faces do not nest: a box mostly inside another is a part of that face (an eye, a nose) seen as a small
+    # face, or the face seen as part of a bigger one. The larger box wins unless it is much less sure.
+    drop = set()
+    for i in keep:
+        for j in keep:
+            if i == j or i in drop or j in drop or boxes[i][2] * boxes[i][3] > boxes[j][2] * boxes[j][3]:
+                continue
+            small, big = boxes[i], boxes[j]
+            iw = max(0.0, min(small[0] + small[2], big[0] + big[2]) - max(small[0], big[0]))
+            ih = max(0.0, min(small[1] + small[3], big[1] + big[3]) - max(small[1], big[1]))
+            if iw * ih >= nest * small[2] * small[3]:
+                drop.add(i if scores[j] >= 0.5 * scores[i] else j)
+    keep = [i for i in keep if i not in drop]
     return [(tuple(float(v) for v in boxes[i]), scores[i]) for i in keep]
 
 
@@ -198,18 +213,22 @@ class FaceDetector:
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._out["index"])[0], scale
 
-    def detect_raw(self, image_rgb: np.ndarray, top_k: int = 20) -> list:
-        """Uncalibrated detections: boxes as the network predicts them (the 68-point tight box it was taught)."""
-        out, scale = self.raw(image_rgb)
-        return [Detection(b, s) for b, s in decode(out, scale, self.score_threshold, top_k)]
+    def detect_raw(self, image_rgb: np.ndarray, max_faces: Optional[int] = None) -> list:
+        """Uncalibrated detections: boxes as the network predicts them (the 68-point tight box it was taught).
 
-    def detect(self, image_rgb: np.ndarray, top_k: int = 20) -> list:
+        ``max_faces`` cuts the list after decoding: the suppression of nested boxes needs all the peaks.
+        """
+        out, scale = self.raw(image_rgb)
+        return [Detection(b, s) for b, s in decode(out, scale, self.score_threshold)][:max_faces]
+
+    def detect(self, image_rgb: np.ndarray, max_faces: Optional[int] = None) -> list:
         """Faces in ``image_rgb`` (RGB uint8 H×W×3), best first; boxes mapped to the contract's box."""
-        return [Detection(tuple(self.calibration.apply(d.box)), d.score) for d in self.detect_raw(image_rgb, top_k)]
+        return [Detection(tuple(self.calibration.apply(d.box)), d.score)
+                for d in self.detect_raw(image_rgb, max_faces)]
 
     def best_box(self, image_rgb: np.ndarray) -> Optional[tuple]:
         """The highest-scoring face's contract box, or None when no peak reaches the score threshold."""
-        found = self.detect(image_rgb, top_k=1)
+        found = self.detect(image_rgb, max_faces=1)
         return found[0].box if found else None
 
 

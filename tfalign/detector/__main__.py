@@ -20,9 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--input-size", type=int, default=128, help="square input side, multiple of 32 (128)")
     t.add_argument("--steps", type=int, default=6000, help="training steps (6000)")
     t.add_argument("--batch", type=int, default=32, help="batch size (32)")
-    t.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate, cosine decay (2e-3)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate; cosine decay over --steps or --max-minutes, "
+                                                          "whichever comes first (2e-3)")
     t.add_argument("--warmup", type=int, default=200, help="linear warm-up steps (200)")
-    t.add_argument("--max-minutes", type=float, default=0, help="stop training after this long (0 = no limit)")
+    t.add_argument("--max-minutes", type=float, default=0, help="training time limit; the learning-rate decay follows it when it "
+                                                            "binds (0 = no limit)")
     t.add_argument("--score-threshold", type=float, default=0.3, help="default detection threshold stored (0.3)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--log-every", type=int, default=100)

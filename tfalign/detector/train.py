@@ -218,26 +218,16 @@ def evaluate(detect_fn, records, iou_threshold: float = 0.5) -> dict:
             "mean_iou_top1": float(np.mean(top1))}
 
 
-def _warmup_cosine(peak: float, warmup: int, steps: int):
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 2 % of it at ``steps``.
+def learning_rate(peak: float, warmup: int, progress: float, step: int) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 2 % of it as ``progress`` → 1.
 
-    A LearningRateSchedule, which the optimizer calls with its own step counter: a plain callable reading a
-    variable was evaluated once when the train step was traced, freezing the learning rate at its first value.
+    ``progress`` is the larger of steps done / ``--steps`` and time spent / ``--max-minutes``: on a shared CPU
+    the step rate varies several-fold with the other jobs, and a schedule in steps alone would be cut off by the
+    time limit before it had decayed.
     """
-    from tfalign._keras import keras, tf
-
-    class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            s = tf.cast(step, tf.float32)
-            warm = peak * (s + 1.0) / max(1, warmup)
-            t = tf.clip_by_value((s - warmup) / max(1, steps - warmup), 0.0, 1.0)
-            cos = peak * (0.02 + 0.98 * 0.5 * (1.0 + tf.cos(np.pi * t)))
-            return tf.where(s < warmup, warm, cos)
-
-        def get_config(self):
-            return {"peak": peak, "warmup": warmup, "steps": steps}
-
-    return WarmupCosine()
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * (0.02 + 0.98 * 0.5 * (1.0 + np.cos(np.pi * min(1.0, max(0.0, progress)))))
 
 
 def train(args, log=print) -> dict:
@@ -263,7 +253,7 @@ def train(args, log=print) -> dict:
     faces = _load_faces(args.lfpw, args.mtfl, five, args.max_mtfl, log)
 
     model = dm.build(args.input_size)
-    opt = keras.optimizers.Adam(learning_rate=_warmup_cosine(args.lr, args.warmup, args.steps))
+    opt = keras.optimizers.Adam(learning_rate=args.lr)
 
     @tf.function
     def step(x, h, r, m):
@@ -283,6 +273,12 @@ def train(args, log=print) -> dict:
     steps_run = 0
     try:
         for i in range(args.steps):
+            elapsed = time.time() - t_train
+            progress = max(i / args.steps, elapsed / (args.max_minutes * 60) if args.max_minutes else 0.0)
+            if progress >= 1.0:
+                log(f"stopping at step {i}: --max-minutes {args.max_minutes} reached")
+                break
+            opt.learning_rate.assign(learning_rate(args.lr, args.warmup, progress, i))
             vals = step(*q.get())
             acc += [float(v) for v in vals]
             steps_run += 1
@@ -290,12 +286,10 @@ def train(args, log=print) -> dict:
                 mean = acc / args.log_every
                 acc[:] = 0
                 el = time.time() - t_train
-                hist.append({"step": i + 1, "loss": mean[0], "focal": mean[1], "l1": mean[2], "seconds": el})
+                hist.append({"step": i + 1, "loss": mean[0], "focal": mean[1], "l1": mean[2], "seconds": el,
+                             "lr": float(opt.learning_rate.numpy())})
                 log(f"step {i + 1}/{args.steps} loss {mean[0]:.3f} (focal {mean[1]:.3f}, l1 {mean[2]:.3f}) "
-                    f"{el:.0f}s, eta {el / (i + 1) * (args.steps - i - 1):.0f}s")
-            if args.max_minutes and time.time() - t_train > args.max_minutes * 60:
-                log(f"stopping at step {i + 1}: --max-minutes {args.max_minutes} reached")
-                break
+                    f"lr {float(opt.learning_rate.numpy()):.2e}, {el:.0f}s")
     finally:
         stop.set()
     train_seconds = time.time() - t_train
