@@ -262,15 +262,18 @@ def test_several_boxes_give_one_face_each_in_order(tiny):
     assert record["scheme"] == "300w_68" and len(record["points"]) == 68 and len(record["point_names"]) == 68
 
 
-def test_without_boxes_the_portrait_prior_and_refinement_of_predict_are_used(tiny):
+@pytest.mark.parametrize("detector", ["detector", "portrait"])
+def test_without_boxes_the_face_finding_and_refinement_of_predict_are_used(tiny, detector):
     from tfalign import detect
     from tfalign.predict import predict_image
     model = tiny
     image, _ = _synthetic_face()
-    face = model.landmarks(image)[0]
-    points, box, _ = predict_image(model.runner.model, image, detect.portrait_box(image.shape), 2)
+    face = model.landmarks(image, detector=detector)[0]
+    points, box, _ = predict_image(model.runner.model, image, detect.find_face(image, detector)[0], 2)
     np.testing.assert_array_equal(face.points, points)
     assert face.box == tuple(box)
+    with pytest.raises(ValueError, match="--detector"):
+        model.landmarks(image, detector="haar")
 
 
 @pytest.mark.parametrize("bad, error, message", [

@@ -1,4 +1,4 @@
-"""tfalign.detect: box calibration fit/apply, the portrait prior measured on LFPW, --box parsing."""
+"""tfalign.detect: box calibration fit/apply, the portrait prior measured on LFPW, find_face, --box parsing."""
 import numpy as np
 import pytest
 
@@ -45,3 +45,30 @@ def test_identity_and_errors():
         IDENTITY.apply((0, 0, 0, 5))
     with pytest.raises(ValueError, match="empty image"):
         portrait_box((0, 10))
+
+
+def test_find_face_methods():
+    from tfalign import detect
+    flat = np.full((80, 60, 3), 100, np.uint8)
+    assert detect.find_face(flat, "portrait") == (detect.portrait_box(flat.shape), "portrait", None)
+    # nothing to find: the detector falls back to the portrait prior and says so
+    box, how, score = detect.find_face(flat)
+    assert box == detect.portrait_box(flat.shape) and how.startswith("portrait (") and score is None
+    with pytest.raises(ValueError, match="--detector"):
+        detect.find_face(flat, "haar")
+
+
+def test_find_face_detector_on_lfpw_validation_faces(shared_data):
+    import cv2
+
+    from tfalign import detect
+    from tfalign.data import geometry
+    from tfalign.data.spec import load_records
+    val = load_records(f"300w:{shared_data / 'lfpw' / 'trainset'}#val")[:12]
+    ious = []
+    for r in val:
+        img = cv2.cvtColor(cv2.imread(r.image_path), cv2.COLOR_BGR2RGB)
+        box, how, score = detect.find_face(img)
+        assert how == "detector" and 0 < score <= 1
+        ious.append(detect.box_iou(box, geometry.points_box(r.points)))
+    assert np.median(ious) > 0.6

@@ -1,4 +1,4 @@
-"""python -m tfalign.predict: outputs per image, refinement, --box, errors."""
+"""python -m tfalign.predict: outputs per image, refinement, --box, --detector, errors."""
 import json
 import os
 
@@ -40,7 +40,10 @@ def test_writes_an_annotated_png_and_json_per_image(exported, images, tmp_path, 
         stem = os.path.splitext(os.path.basename(p))[0]
         record = json.loads((out / f"{stem}.landmarks.json").read_text())
         assert len(record["points"]) == 68 and len(record["point_names"]) == 68
-        assert record["scheme"] == "300w_68" and record["detector"] == "portrait"
+        assert record["scheme"] == "300w_68"
+        # the default: the trained detector, or the portrait prior when it finds no face (said so)
+        assert record["detector"] in ("detector", "portrait (the detector found no face)")
+        assert (record["detector_score"] is not None) == (record["detector"] == "detector")
         png = cv2.imread(str(out / f"{stem}.landmarks.png"))
         assert png.shape == (96, 96, 3)
         assert not np.array_equal(png, cv2.imread(p))  # something was drawn
@@ -84,9 +87,36 @@ def test_refinement_recrops_on_the_predicted_box_and_stops_on_degenerate_answers
     assert steps == 0 and box == (0, 0, 100, 100)
 
 
+def test_portrait_detector_starts_from_the_portrait_prior(exported, images, tmp_path):
+    from tfalign import detect
+    from tfalign.predict import main
+    out = tmp_path / "pred"
+    assert main([images[0], "--model", exported, "--out", str(out), "--detector", "portrait"]) == 0
+    record = json.loads((out / "face0.landmarks.json").read_text())
+    assert record["detector"] == "portrait" and record["detector_score"] is None
+    assert record["start_box"] == pytest.approx(list(detect.portrait_box((96, 96, 3))))
+
+
+def test_default_detector_finds_the_face_of_a_real_lfpw_validation_image(exported, shared_data, tmp_path):
+    from tfalign import detect
+    from tfalign.data import geometry
+    from tfalign.data.spec import load_records
+    from tfalign.predict import main
+    rec = load_records(f"300w:{shared_data / 'lfpw' / 'trainset'}#val")[0]
+    out = tmp_path / "pred"
+    assert main([rec.image_path, "--model", exported, "--out", str(out), "--refine", "0"]) == 0
+    stem = os.path.splitext(os.path.basename(rec.image_path))[0]
+    record = json.loads((out / f"{stem}.landmarks.json").read_text())
+    assert record["detector"] == "detector" and record["detector_score"] > 0.3
+    assert detect.box_iou(record["start_box"], geometry.points_box(rec.points)) > 0.5
+
+
 def test_errors_are_one_line_exit_2(exported, images, tmp_path, capsys):
     from tfalign.predict import main
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
     cases = [([str(tmp_path / "missing.jpg"), "--model", exported], "missing.jpg: cannot read the image"),
+             ([str(corrupt), "--model", exported], "corrupt.jpg: cannot read the image"),
              ([images[0], "--model", str(tmp_path / "none.tflite")], "none.tflite: model file not found"),
              ([images[0], "--model", exported, "--box", "1,2,3"], "--box"),
              ([images[0], "--model", exported, "--refine", "-1"], "--refine")]

@@ -11,9 +11,9 @@ Every backend crops, normalises and decodes with the same code (``tfalign.data.g
 points up to the export's numerical tolerance: float ``.tflite`` within 1e-3 of the crop side of Keras, int8 within
 NME 0.02 (``mobile_export.conformance``; checked through this API in tests/test_api.py).
 
-Without ``boxes``, the face is found as ``python -m tfalign.predict`` finds it: the portrait prior of
-:mod:`tfalign.detect` (one face framed like a portrait), then ``refine`` re-crops on the predicted points' box.
-For other photos pass your detector's boxes. Videos and camera streams: :meth:`Landmarker.track` and
+Without ``boxes``, the face is found as ``python -m tfalign.predict`` finds it: the best face of tfalign's own
+detector (:mod:`tfalign.detector`; ``detector="portrait"`` for the portrait prior of :mod:`tfalign.detect`), then
+``refine`` re-crops on the predicted points' box. For several faces pass your detector's boxes. Videos and camera streams: :meth:`Landmarker.track` and
 :meth:`Landmarker.tracker` (:mod:`tfalign.video`).
 
 Example, with the model ``make demo`` exports (``tfalign.load("mobile_two_stage")`` or a run folder work the same):
@@ -24,7 +24,7 @@ Example, with the model ``make demo`` exports (``tfalign.load("mobile_two_stage"
 >>> model.kind, model.scheme.name, model.scheme.num_points
 ('tflite', '300w_68', 68)
 >>> image = make_records(1, size=160, seed=0)[0].image     # any RGB uint8 array, image file or PIL image
->>> faces = model.landmarks(image, color="RGB")            # the portrait prior finds the face
+>>> faces = model.landmarks(image, color="RGB")            # the face detector finds the face
 >>> faces[0].points.shape, faces[0].points.dtype
 ((68, 2), dtype('float32'))
 >>> bgr = image[:, :, ::-1]                                 # OpenCV order: say so
@@ -222,18 +222,19 @@ class Landmarker:
         return (f"Landmarker({self.kind}, {self.scheme.name}: {self.scheme.num_points} points, "
                 f"{s.height}x{s.width} input, source={self.source!r})")
 
-    def landmarks(self, image, boxes=None, color: str = "RGB", refine: int = 2) -> list:
+    def landmarks(self, image, boxes=None, color: str = "RGB", refine: int = 2, detector: str = "detector") -> list:
         """Landmarks of each face in ``image`` → list of :class:`Face` (one per box; one face without boxes).
 
         Args:
             image: a uint8 NumPy array (H×W×3 in the order ``color`` names, or H×W gray), an image file path, or a
                 PIL image.
             boxes: face boxes ``(x, y, w, h)`` in pixels (one, or a list), tight around the face like the
-                contract's box; None = the portrait prior (one face framed like a portrait, as in
-                ``python -m tfalign.predict``).
+                contract's box; None = one face found as ``python -m tfalign.predict`` finds it (``detector``).
             color: channel order of a NumPy ``image``: ``"RGB"`` or ``"BGR"`` (OpenCV). Ignored for files / PIL.
             refine: re-crop on the predicted points' box and run again up to this many times (stops early when
                 the prediction is no face); 0 = one run on the given box.
+            detector: without ``boxes``: ``"detector"`` (tfalign's face detector, the best face; the portrait
+                prior when it finds none) or ``"portrait"`` (one face framed like a portrait).
         """
         from tfalign import detect
         from tfalign.predict import predict_image
@@ -241,7 +242,7 @@ class Landmarker:
         if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:
             raise ValueError(f"refine: expected an integer >= 0, got {refine!r}")
         rgb = to_rgb(image, color)
-        starts = [detect.portrait_box(rgb.shape)] if boxes is None else parse_boxes(boxes)
+        starts = [detect.find_face(rgb, detector)[0]] if boxes is None else parse_boxes(boxes)
         faces = []
         for start in starts:
             points, box, _ = predict_image(self.runner, rgb, start, int(refine))

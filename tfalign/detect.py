@@ -1,16 +1,22 @@
 """Offline face boxes for ``python -m tfalign.predict``, mapped to the box the model contract crops on.
 
-Why no Haar cascade: the brief's first choice was OpenCV's bundled cascades (``cv2.data.haarcascades``). Measured
-on the pinned wheel (opencv-python-headless 5.0.0.93): ``cv2.data`` holds only ``__init__.py`` (no cascade XML)
-and ``cv2.CascadeClassifier`` no longer exists in OpenCV 5. ``cv2.FaceDetectorYN`` (YuNet) exists but needs an
-ONNX weights file that nothing may download at run time. So tfalign ships no learned detector and offers:
+Why a detector of our own: the brief's first choice was OpenCV's bundled cascades (``cv2.data.haarcascades``).
+Measured on the pinned wheel (opencv-python-headless 5.0.0.93): ``cv2.data`` holds only ``__init__.py`` (no
+cascade XML) and ``cv2.CascadeClassifier`` no longer exists in OpenCV 5. ``cv2.FaceDetectorYN`` (YuNet) exists but
+needs an ONNX weights file that nothing may download at run time. So tfalign trains and ships its own and offers:
 
+* ``detector`` (default): :mod:`tfalign.detector`, a small CenterNet trained on LFPW + MTFL
+  (``tfalign/weights/face_detector``, model card there), run with LiteRT on the whole image. Its box is mapped to
+  the contract box by the calibration stored beside its weights (measured on LFPW ``#val``). When it finds no
+  face above its score threshold, the portrait prior below is used instead, and the output says so.
 * ``portrait``: one face per image, framed like a portrait (LFPW/300-W style, the face about half the frame). The
   detector box is the whole image, mapped to the contract's box by :data:`PORTRAIT`, a calibration fitted on the
-  LFPW training faces. ``predict`` then *refines*: it re-crops on the tight box of the predicted points (the
-  contract's own box definition) and runs again — the way phone trackers seed a frame from the previous one.
+  LFPW training faces.
 * ``box``: the caller's own box (``--box x,y,w,h``, e.g. from any detector) mapped with a calibration of the
   same form, identity by default.
+
+Whatever the start, ``predict`` then *refines*: it re-crops on the tight box of the predicted points (the
+contract's own box definition) and runs again — the way phone trackers seed a frame from the previous one.
 
 A calibration maps a detector box (x, y, w, h) to the tight landmark box:
 ``(x + dx * w, y + dy * h, sw * w, sh * h)``; :func:`fit_calibration` takes the median of each ratio over faces.
@@ -52,7 +58,8 @@ PORTRAIT = BoxCalibration(dx=0.2514, dy=0.2556, sw=0.4984, sh=0.4975,
                           fitted_on="LFPW trainset #train (300w_68 tight boxes), whole-image detector box",
                           command="python bench/detect_calibration.py --data ../shared/data/lfpw/trainset")
 
-METHODS = ("portrait", "box")
+METHODS = ("detector", "portrait", "box")
+DEFAULT_METHOD = "detector"
 
 
 def fit_calibration(detector_boxes: np.ndarray, tight_boxes: np.ndarray, fitted_on: str = "",
@@ -97,3 +104,21 @@ def parse_box(text: str) -> tuple:
     if len(vals) != 4 or not all(np.isfinite(vals)) or vals[2] <= 0 or vals[3] <= 0:
         raise ValueError(f"--box: expected x,y,w,h with w, h > 0, got '{text}'")
     return vals
+
+
+def find_face(image_rgb: np.ndarray, method: str = DEFAULT_METHOD, num_threads: int = 1) -> tuple:
+    """(contract box, how it was found, detector score or None) of the one face to start from.
+
+    ``method`` is ``detector`` (the best face of the shipped detector, the portrait prior when it finds none:
+    ``how`` then says so) or ``portrait``.
+    """
+    if method == "portrait":
+        return portrait_box(np.shape(image_rgb)), "portrait", None
+    if method != "detector":
+        raise ValueError(f"detector (--detector): expected one of detector, portrait, got {method!r}")
+    from tfalign.detector import default_detector
+
+    found = default_detector(num_threads).detect(image_rgb, max_faces=1)
+    if found:
+        return tuple(found[0].box), "detector", float(found[0].score)
+    return portrait_box(np.shape(image_rgb)), "portrait (the detector found no face)", None

@@ -1,7 +1,8 @@
 """``python -m tfalign.predict IMAGE...``: face landmarks on photos with an exported model, through its contract.
 
-For each image: a face box (``--box``, or the ``portrait`` prior of :mod:`tfalign.detect`), mapped to the
-contract's box; the model runs through :class:`tfalign.runtime.LandmarkModel` (contract JSON only); ``--refine``
+For each image: a face box — ``--box``, else ``--detector``: tfalign's trained face detector (default; the best
+face, see :mod:`tfalign.detector`) or the ``portrait`` prior of :mod:`tfalign.detect` — mapped to the contract's
+box; the model runs through :class:`tfalign.runtime.LandmarkModel` (contract JSON only); ``--refine``
 times the crop is re-centred on the tight box of the predicted points and the model runs again. Writes
 ``<out>/<image stem>.landmarks.png`` (points and box drawn) and ``<out>/<image stem>.landmarks.json``.
 
@@ -30,8 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "written by `make demo` or `python -m tfalign.export --out exports/default`)")
     p.add_argument("--out", default="predictions", metavar="DIR", help="output folder (default: predictions)")
     p.add_argument("--box", metavar="X,Y,W,H",
-                   help="face box in pixels from your own detector (applies to every image); default: the "
-                        "portrait prior (one face framed like a portrait, see tfalign/detect.py)")
+                   help="face box in pixels from your own detector (applies to every image); overrides "
+                        "--detector")
+    p.add_argument("--detector", choices=("detector", "portrait"), default="detector",
+                   help="how the face is found without --box: 'detector' (default) = tfalign's own face detector "
+                        "(a small CenterNet trained on LFPW + MTFL, shipped in tfalign/weights/face_detector; the "
+                        "highest-scoring face, its box mapped to the landmark model's box by a calibration "
+                        "measured on LFPW; falls back to 'portrait' when it finds no face); 'portrait' = assume "
+                        "one face framed like a portrait (the image's centre half). See tfalign/detect.py")
     p.add_argument("--refine", type=int, default=2, metavar="N",
                    help="re-crop on the predicted points' box and run again N times (default: 2)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="LiteRT CPU threads (default: 1)")
@@ -126,10 +133,13 @@ def run(args) -> list:
     results = []
     for (path, image), stem in tqdm(list(zip(images, stems)), desc="predict", unit="image",
                                     disable=len(images) < 2):
-        start = user_box if user_box is not None else detect.portrait_box(image.shape)
+        if user_box is not None:
+            start, how, score = user_box, "box", None
+        else:
+            start, how, score = detect.find_face(image, args.detector, args.threads)
         points, box, steps = predict_image(runner, image, start, args.refine)
         record = {"image": path, "model": args.model, "scheme": contract["scheme"]["name"],
-                  "detector": "box" if user_box is not None else "portrait", "start_box": list(start),
+                  "detector": how, "detector_score": score, "start_box": [float(v) for v in start],
                   "refine": steps, "box": [float(v) for v in box],
                   "point_names": contract["scheme"]["point_names"],
                   "points": [[float(x), float(y)] for x, y in points],
