@@ -39,7 +39,7 @@ def rows() -> list[list[str]]:
                         _f(val.get("tflite_int8", {}).get("nme_pct"), ".2f"),
                         _f(r.get("float32_kb"), ".0f"), _f(r.get("int8_kb"), ".0f"),
                         _f(lat.get("float32", {}).get("median"), ".2f"), _f(lat.get("int8", {}).get("median"), ".2f"),
-                        "LFPW, 220 epochs (shipped)" if val else "untrained: size/speed only",
+                        "LFPW, 220 + 190 fine-tuning epochs (shipped)" if val else "untrained: size/speed only",
                         "bench/mobile_two_stage.py"])
     pip = _load("pipnet")
     comp = (_load("compression") or {}).get("models", {})
