@@ -182,7 +182,10 @@ def main(argv=None):
     if args.mtfl:
         command += " --mtfl " + args.mtfl
     if args.model:
+        import hashlib
         result["landmark_model"] = args.model
+        with open(args.model, "rb") as fh:
+            result["landmark_model_sha256"] = hashlib.sha256(fh.read()).hexdigest()
         result["lfpw_val_nme"] = _nme(args.model, val, images, fd)
         command += " --model " + args.model
     result["command"] = command
