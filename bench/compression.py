@@ -175,6 +175,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     from mobile_export import tflite
     from quantization import calibration, channel_pruning, presets, pruning
     args.current_model = name
+    weights_hash = weights_sha256(name)  # read before loading: a weights file replaced mid-run is not misattributed
     arch, config, base, source = load_base(name, model_dirs)
     spec = config.input
     val = load_specs([args.val], "--val")[0][1]
@@ -267,7 +268,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     for k in runners:
         results[k]["latency_ms"] = float(np.median(times[k]))
         results[k]["latency_p10_ms"] = float(np.percentile(times[k], 10))
-    return {"weights": source, "weights_sha256": weights_sha256(name) if source.startswith("pretrained") else "",
+    return {"weights": source, "weights_sha256": weights_hash if source.startswith("pretrained") else "",
             "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "input": [spec.height, spec.width, spec.channels], "val": args.val,
             "val_faces": len(val), "variants": results, "goals": goals(results)}
