@@ -56,22 +56,15 @@ def stage_nmes(model, config, records) -> list:
 
 def main(argv=None) -> int:
     args = rc.finish_args(rc.parser(__doc__, "decafa", epochs=2, steps=40, batch=8), argv)
-    from tqdm import tqdm
-
     from tfalign.data.spec import load_records
 
     rows = rc.train_all(variants(), "decafa", args)
     if args.train_only:
         return rc.exit_code(rows)
     val = load_records(args.val)
-    crop = None
     exits = []
-    for row in tqdm(rows, desc="measure", unit="variant"):
-        if "error" in row:
-            continue
-        arch, config, model = rc.load_run(row)
-        if crop is None:
-            crop = rc.crops_for(config.input, 1)[0]
+    for row, arch, config, model, crops in rc.trained_models(rows):
+        crop = crops[0]
         row.update(rc.measure(arch, config, model, args, crop))
         if row["variant"] == "S4":
             row["val_nme_pct_per_stage"] = stage_nmes(model, config, val)

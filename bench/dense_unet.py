@@ -90,18 +90,10 @@ def int8_parity(arch, config, model, calib, records, args, crop) -> dict:
 
 def main(argv=None) -> int:
     args = rc.finish_args(rc.parser(__doc__, "dense_unet", epochs=1, steps=10, batch=8), argv)
-    from tqdm import tqdm
-
     rows = rc.train_all(variants(), "dense_unet", args)
     if args.train_only:
         return rc.exit_code(rows)
-    crops = None
-    for row in tqdm(rows, desc="measure", unit="variant"):
-        if "error" in row:
-            continue
-        arch, config, model = rc.load_run(row)
-        if crops is None:
-            crops = rc.crops_for(config.input, 8)
+    for row, arch, config, model, crops in rc.trained_models(rows, 8):
         calib = [c[None] for c in crops]
         if row["variant"] not in PARITY:
             # +coherent has +deformable's inference graph (the loss is all that differs): int8 size and latency

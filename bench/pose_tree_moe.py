@@ -78,21 +78,14 @@ def export(row: dict, args) -> dict:
 
 def main(argv=None) -> int:
     args = rc.finish_args(rc.parser(__doc__, "pose_tree_moe", epochs=2, steps=15, batch=8), argv)
-    from tqdm import tqdm
-
     from tfalign.data.spec import load_records
 
     rows = rc.train_all(variants(), "pose_tree_moe", args)
     if args.train_only:
         return rc.exit_code(rows)
     val = load_records(args.val)
-    crop = None
-    for row in tqdm(rows, desc="measure", unit="variant"):
-        if "error" in row:
-            continue
-        arch, config, model = rc.load_run(row)
-        if crop is None:
-            crop = rc.crops_for(config.input, 1)[0]
+    for row, arch, config, model, crops in rc.trained_models(rows):
+        crop = crops[0]
         row.update(rc.measure(arch, config, model, args, crop))
         if config.regression_experts > max(TOP_K):
             row["top_k"] = []

@@ -174,6 +174,20 @@ def measure(arch, config, model, args, crop: np.ndarray, int8: bool = False, cal
     return out
 
 
+def trained_models(rows: list, n_crops: int = 1):
+    """``(row, arch, config, model, crops)`` for every variant that trained (failed ones keep their ``error``),
+    under one progress bar; ``crops``: ``n_crops`` real crops in the first model's input format, made once."""
+    from tqdm import tqdm
+    crops = None
+    for row in tqdm(rows, desc="measure", unit="variant"):
+        if "error" in row:
+            continue
+        arch, config, model = load_run(row)
+        if crops is None:
+            crops = crops_for(config.input, n_crops)
+        yield row, arch, config, model, crops
+
+
 def crops_for(input_spec, n: int = 8) -> np.ndarray:
     """``n`` real crops of the LFPW #train split in the model's input format, batch axis first."""
     from mobile_two_stage import crops
