@@ -91,18 +91,26 @@ def run_settings(args, arch, config):
                        seed=args.seed, steps_per_epoch=args.steps)
 
 
-def write_run(out_dir: str, run, arch, model, extra: dict) -> None:
+def write_run(out_dir: str, run, arch, model, extra: dict, keras_file: str = "") -> None:
     """Make ``out_dir`` a run folder ``tfalign.export --model-dir`` loads: ``best.weights.h5`` holds ``model``'s
     weights (a plain model of the architecture: pruning/QAT wrappers removed); ``config.json`` is the trainer's
-    (kept, with ``extra`` added) or written here when nothing was trained."""
+    (kept, with ``extra`` added) or written here when nothing was trained. ``keras_file``: the model's layer
+    widths differ from its config (channel pruning), so the whole Keras model is saved under that name instead,
+    and ``config.json`` points the loader (``tfalign.training.load_model_dir``) at it."""
     from tfalign.io import atomic_path, atomic_write_json
     from tfalign.training.runconfig import versions
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "best.weights.h5")
-    with atomic_path(path) as tmp:
-        named = tmp + ".weights.h5"  # Keras picks the format from the suffix
-        model.save_weights(named)
-        os.replace(named, tmp)
+    if keras_file:
+        with atomic_path(os.path.join(out_dir, keras_file)) as tmp:
+            model.save(tmp + ".keras")
+            os.replace(tmp + ".keras", tmp)
+        extra = {**extra, "keras_model": keras_file}
+    else:
+        path = os.path.join(out_dir, "best.weights.h5")
+        with atomic_path(path) as tmp:
+            named = tmp + ".weights.h5"  # Keras picks the format from the suffix
+            model.save_weights(named)
+            os.replace(named, tmp)
     cfg_path = os.path.join(out_dir, "config.json")
     if os.path.isfile(cfg_path):
         with open(cfg_path, encoding="utf-8") as fh:

@@ -7,9 +7,9 @@
                        Sparse weights run dense in TFLite: the gain is the gzip size (and int8 on top), not speed.
   --method channel     structured pruning: --target of the filters of every prunable channel space removed
                        (criterion l1 or bn), the slimmer model fine-tuned. Fewer MACs and lower latency. Its widths are
-                       not expressible in the architecture's config, so tfalign.export --model-dir cannot rebuild it:
-                       OUT holds slim.keras (the Keras model) and <model>_channel_float32.tflite; the fine-tuning run
-                       is OUT/finetune.
+                       not expressible in the architecture's config, so OUT holds the whole Keras model (slim.keras),
+                       named in OUT/config.json, which python -m tfalign.export --model-dir OUT loads like any run;
+                       also <model>_channel_float32.tflite; the fine-tuning run is OUT/finetune.
 
 Examples:
   python -m quantization.prune --model mobile_two_stage --method magnitude --target 0.5 \\
@@ -88,19 +88,19 @@ def _run(argv) -> int:
         slim, _ = pruning.fine_tune(lambda: pruning.copy_model(slim), run, os.path.join(args.out, "finetune"))
     from mobile_export import tflite
     from quantization import presets
-    from tfalign.io import atomic_path, atomic_write, atomic_write_json
+    from tfalign.io import atomic_write, atomic_write_json
     os.makedirs(args.out, exist_ok=True)
     name = args.model or arch.name
     data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
     atomic_write(os.path.join(args.out, f"{name}_channel_float32.tflite"), data)
-    with atomic_path(os.path.join(args.out, "slim.keras")) as tmp:
-        slim.save(tmp + ".keras")
-        os.replace(tmp + ".keras", tmp)
     summary.update(criterion=args.criterion, channels_removed=round(plan.removed_fraction(), 4),
                    params=channel_pruning.count_params(slim), params_before=channel_pruning.count_params(base),
                    plan=plan.summary().splitlines(), command=list(sys.argv))
+    # slim.keras + config.json: `tfalign.export --model-dir OUT` loads it (int8, CoreML...) like any run.
+    cli.write_run(args.out, run, arch, slim, summary, keras_file="slim.keras")
     atomic_write_json(os.path.join(args.out, "compression.json"), summary)
-    print(f"params {summary['params_before']} -> {summary['params']}; wrote {args.out}")
+    print(f"params {summary['params_before']} -> {summary['params']}; wrote {args.out} "
+          f"(export: python -m tfalign.export --model-dir {args.out})")
     return 0
 
 

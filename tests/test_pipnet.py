@@ -385,3 +385,84 @@ def test_shipped_pipnet_mbv3_loads_without_data():
     pts = model(np.zeros((1, 256, 256, 3), np.float32))["landmarks"].numpy()[0]
     assert np.all(np.isfinite(pts)) and np.all((pts > 0) & (pts < 1))
     assert pts[36:48, 1].mean() < pts[48:68, 1].mean()
+
+
+# --- best-cell decode (decode="cells") ----------------------------------------------------------------------------
+def _with_random_heads(model, seed=0):
+    """Heads of the scale of a trained net's (the default init is ~0, which any decode reproduces)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.startswith("pip_"):
+            k, b = layer.get_weights()
+            layer.set_weights([rng.normal(0, 0.05, k.shape).astype("float32"),
+                               rng.normal(0, 0.5, b.shape).astype("float32")])
+    return model
+
+
+@pytest.mark.parametrize("num_neighbors", [0, 4])
+def test_cell_decode_equals_the_full_map_decode(num_neighbors):
+    arch, _ = resolve("pipnet")
+    cfg = _tiny(num_neighbors=num_neighbors, neighbors=())
+    model = _with_random_heads(arch.build(cfg))
+    cells = arch.inference_model(cfg, model)
+    maps = arch.inference_model(replace(cfg, decode="maps"), model)
+    assert any(isinstance(layer, P.PIPCellHeads) for layer in cells.layers)
+    assert not any(isinstance(layer, P.PIPCellHeads) for layer in maps.layers)
+    x = np.random.default_rng(1).normal(size=(3, 64, 64, 3)).astype("float32")
+    a, b = cells.predict(x, verbose=0), maps.predict(x, verbose=0)
+    assert np.abs(b).max() > 0.1  # the heads matter at this scale
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_cell_decode_model_round_trips_and_converts_to_builtin_ops(tmp_path):
+    from mobile_export import tflite as tfl
+    arch, _ = resolve("pipnet")
+    cfg = _tiny()
+    inference = arch.inference_model(cfg, _with_random_heads(arch.build(cfg), 2))
+    path = str(tmp_path / "cells.keras")
+    inference.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.default_rng(4).normal(size=(2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), inference.predict(x, verbose=0), atol=1e-6)
+    blob = tfl.convert(inference)
+    tfl.check_builtin(blob)
+    np.testing.assert_allclose(_run_tflite(blob, x[:1]), inference.predict(x[:1], verbose=0), atol=1e-4)
+
+
+@pytest.mark.parametrize("keep_float", [True, False])
+def test_float_cell_heads_decide_what_stays_float_in_int8(keep_float):
+    from mobile_export import tflite as tfl
+    arch, _ = resolve("pipnet")
+    cfg = _tiny(float_cell_heads=keep_float)
+    inference = arch.inference_model(cfg, _with_random_heads(arch.build(cfg), 3))
+    rng = np.random.default_rng(5)
+    blob = tfl.convert(inference, "int8",
+                       representative=lambda: [rng.normal(size=(1, 64, 64, 3)).astype("float32") for _ in range(4)])
+    tfl.check_builtin(blob)
+    float_ops = tfl.inspect(blob)["float_ops"]
+    assert any("CONV_2D" in op and "pip_cells" in op for op in float_ops) == keep_float
+    assert any("landmarks" in op for op in float_ops)  # the NRM average is always float
+
+
+def test_wrapped_heads_fall_back_to_the_map_decode():
+    """tfmot wrappers (QAT, pruning) hide the kernels the cell decode copies: the full-map decode is used."""
+    from quantization import qat
+    arch, _ = resolve("pipnet")
+    cfg = _tiny()
+    inference = arch.inference_model(cfg, qat.quantize_model(arch.build(cfg)))
+    assert not any(isinstance(layer, P.PIPCellHeads) for layer in inference.layers)
+    assert any(isinstance(layer, P.PIPDecode) or "PIPDecode" in type(getattr(layer, "layer", layer)).__name__
+               for layer in inference.layers)
+
+
+def test_cell_decode_of_a_magnitude_pruned_and_stripped_model(tiny_model):
+    """strip_pruning clones the layers (a second graph): the cell decode must read this model's own score map."""
+    from quantization import pruning
+    arch, cfg, model = tiny_model  # with STC heads: the score conv has three inbound nodes
+    pruned = pruning.prune_model(_with_random_heads(pruning.copy_model(model), 6), 0.5, end_step=2, frequency=1)
+    stripped = pruning.strip(pruned)
+    cells = arch.inference_model(cfg, stripped)
+    maps = arch.inference_model(replace(cfg, decode="maps"), stripped)
+    assert any(isinstance(layer, P.PIPCellHeads) for layer in cells.layers)
+    x = np.random.default_rng(7).normal(size=(2, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(cells.predict(x, verbose=0), maps.predict(x, verbose=0), atol=1e-5)

@@ -79,6 +79,15 @@ def test_channel_one_shot_writes_tflite_and_slim_model(tmp_path):
     slim = keras.models.load_model(str(out / "slim.keras"), compile=False)
     assert channel_pruning.count_params(slim) == summary["params"]
     assert (out / "tiny_test_channel_float32.tflite").stat().st_size > 0
+    # The folder is a run the exporter loads (the slim widths come from slim.keras, not the config).
+    from mobile_export.export import load_model
+    loaded = load_model(None, str(out))
+    assert channel_pruning.count_params(loaded.inference) <= summary["params"]
+    export = _cli("tfalign.export", "--model-dir", str(out), "--quantize", "int8", "--calibration",
+                  "synthetic:8:mtfl_5", "--check", "synthetic:4:mtfl_5:1", "--no-check", "--out", str(tmp_path / "exp"),
+                  "--name", "slim_int8")
+    assert export.returncode == 0, export.stderr[-2000:]
+    assert (tmp_path / "exp" / "slim_int8.tflite").stat().st_size > 0
 
 
 def test_qat_cli_writes_int8_tflite_and_float_run(tmp_path):

@@ -32,31 +32,43 @@ def bilinear_sample(features, points):
     Outside the map the features are taken as zero (RoIAlign's convention), weighted by the bilinear weights of
     the in-range corners. Static H and W are required (they always are in exported models).
     """
+    return bilinear_sample_xy(features, points[..., 0], points[..., 1])
+
+
+def bilinear_sample_xy(features, x, y):
+    """:func:`bilinear_sample` with the coordinates as two [B, P] tensors.
+
+    The map is padded with one ring of zeros and the coordinates are clipped into the padded map, so every corner
+    is a valid index and out-of-map corners read the zero ring: the same values as masking invalid corners, but
+    without the per-corner comparisons and LOGICAL_ANDs (boolean ops run outside XNNPACK and cost more in LiteRT
+    than the gathers themselves). Callers that build x and y separately also avoid slicing the interleaved last
+    axis of a [B, P, 2] tensor, which LiteRT does element by element.
+    """
     shape = features.shape
     height, width, channels = int(shape[1]), int(shape[2]), int(shape[3])
+    pw, ph = width + 2, height + 2
     batch = tf.shape(features)[0]
-    num = tf.shape(points)[1]
-    x = points[..., 0]
-    y = points[..., 1]
-    x0 = tf.floor(x)
-    y0 = tf.floor(y)
-    wx1 = x - x0
-    wy1 = y - y0
+    num = tf.shape(x)[1]
+    # Padded coordinates: column i of the map is column i + 1 of the padded one; -1 and W are the zero ring.
+    xp = tf.clip_by_value(x, -1.0, float(width)) + 1.0
+    yp = tf.clip_by_value(y, -1.0, float(height)) + 1.0
+    # x0 ≤ W keeps x0 + 1 inside the padded map when x sits exactly on the far ring (its weight is then 1 on x0 + 1).
+    x0 = tf.minimum(tf.floor(xp), float(width))
+    y0 = tf.minimum(tf.floor(yp), float(height))
+    wx1 = xp - x0
+    wy1 = yp - y0
     wx0 = 1.0 - wx1
     wy0 = 1.0 - wy1
-    flat = tf.reshape(features, [-1, channels])
-    base = tf.reshape(tf.range(batch) * (height * width), [-1, 1])
+    padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    flat = tf.reshape(padded, [-1, channels])
+    base = tf.reshape(tf.range(batch) * (ph * pw), [-1, 1])
+    top_left = tf.reshape(base + tf.cast(y0, tf.int32) * pw + tf.cast(x0, tf.int32), [-1])
 
-    def corner(xc, yc, weight):
-        valid = tf.cast((xc >= 0.0) & (xc <= width - 1.0) & (yc >= 0.0) & (yc <= height - 1.0), features.dtype)
-        xi = tf.cast(tf.clip_by_value(xc, 0.0, width - 1.0), tf.int32)
-        yi = tf.cast(tf.clip_by_value(yc, 0.0, height - 1.0), tf.int32)
-        idx = tf.reshape(base + yi * width + xi, [-1])
-        vals = tf.reshape(tf.gather(flat, idx), [batch, num, channels])
-        return vals * tf.expand_dims(weight * valid, -1)
+    def corner(offset, weight):
+        vals = tf.reshape(tf.gather(flat, top_left + offset), [batch, num, channels])
+        return vals * tf.expand_dims(weight, -1)
 
-    return (corner(x0, y0, wx0 * wy0) + corner(x0 + 1.0, y0, wx1 * wy0)
-            + corner(x0, y0 + 1.0, wx0 * wy1) + corner(x0 + 1.0, y0 + 1.0, wx1 * wy1))
+    return (corner(0, wx0 * wy0) + corner(1, wx1 * wy0) + corner(pw, wx0 * wy1) + corner(pw + 1, wx1 * wy1))
 
 
 def patch_grid(size: int, spacing: float = 1.0):
@@ -110,8 +122,11 @@ class PointPatches(keras.layers.Layer):
         centres = normalized_to_pixel(points, h, w)  # [B, P, 2]
         grid = patch_grid(self.size, self.spacing)  # [S*S, 2]
         num = tf.shape(points)[1]
-        samples = tf.reshape(centres[:, :, None, :] + grid[None, None], [tf.shape(points)[0], -1, 2])
-        vals = bilinear_sample(features, samples)
+        batch = tf.shape(points)[0]
+        # x and y sampled separately: slicing the small [B, P, 1] centres is cheap, the [B, P*S*S] grid is not.
+        x = tf.reshape(centres[..., 0:1] + grid[None, None, :, 0], [batch, -1])
+        y = tf.reshape(centres[..., 1:2] + grid[None, None, :, 1], [batch, -1])
+        vals = bilinear_sample_xy(features, x, y)
         return tf.reshape(vals, [-1, num, self.size, self.size, features.shape[-1]])
 
     def get_config(self):

@@ -54,6 +54,16 @@ def load_model_dir(model_dir: str, which: str = "best"):
     from tfalign.training.runconfig import resolve_model
     run = read_run(model_dir)
     arch, config = resolve_model(run["model"], run["config"])
+    keras_file = (run.get("compression") or {}).get("keras_model")
+    if keras_file:
+        # A channel-pruned run (python -m quantization.prune --method channel): its widths are not expressible in
+        # the config, so the whole Keras model was saved; there is only the final model (which is ignored).
+        path = os.path.join(model_dir, keras_file)
+        if not os.path.isfile(path):
+            raise ValueError(f"{model_dir}: config.json names {keras_file}, which is missing")
+        from tfalign._keras import keras
+        import tfalign.layers  # noqa: F401  (registers the custom layers the file refers to)
+        return arch, config, keras.models.load_model(path, compile=False)
     model = arch.build(config)
     if which == "best":
         path = os.path.join(model_dir, "best.weights.h5")
