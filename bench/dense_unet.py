@@ -29,7 +29,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import research_common as rc  # noqa: E402
 
-LITE = {"channels": 32}
+LITE = {"channels": 32,
+        # Nadam 2.5e-4 is the paper's rate for ~100k updates; in a few hundred the heat maps stay flat (baseline,
+        # 100 steps: 87.7 % NME at 2.5e-4, 60.2 % at 1e-3).
+        "train.learning_rate": 1e-3}
 SINGLE = {"input.pair": False, "coherent_weight": 0.0}
 
 
