@@ -113,6 +113,7 @@ def main(argv=None) -> int:
         except Exception as exc:  # a failed int8 conversion is a result to report, not the end of the bench
             row["int8_parity"] = {"error": f"{type(exc).__name__}: {exc}"}
 
+    rc.time_deferred(args)  # every model's latency, interleaved: the same load for all rows
     print(f"Dense U-Net lite (32 channels, 2 stacks), {args.epochs} epochs x {args.steps} steps x batch "
           f"{args.batch_size}, seed {args.seed}; NME inter-ocular on {args.val}")
     rc.print_table(rows, [("variant", "variant", "{}"), ("val NME %", "val_nme_pct", "{:.2f}"),
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
                   + ", ".join(f"{k} {p[k]['nme_pct']:.2f} % (gap median {p[k]['gap_crop_px_median']:.2f} crop px)"
                               for k in ("int8", "int8_float_decode")))
     rc.write(args, "dense_unet", {"width": "lite: 32 channels (paper 256)", "rows": rows,
-                                  "latency": f"LiteRT 1 thread, median of {args.runs} after {args.warmup}",
+                                  "latency": f"LiteRT 1 thread, median of {args.runs} after {args.warmup}, float32 models interleaved in rounds",
                                   "int8_calibration": "8 LFPW #train crops"})
     return 0
 

@@ -94,6 +94,7 @@ def main(argv=None) -> int:
                 lat = rc.measure(a, c, m, args, crop)
                 row["top_k"].append({"k": k, "val_nme_pct": val_nme(m, c, val),
                                      "latency_ms_float32": lat["latency_ms_float32"], "float32_kb": lat["float32_kb"]})
+    rc.time_deferred(args)  # every model's latency, interleaved: the same load for all rows
     main_row = next((r for r in rows if r["variant"] == "Pose-Tree-MoE" and "error" not in r), None)
     exported = export(main_row, args) if main_row else None
 
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     rc.write(args, "pose_tree_moe", {"sizes": "lite: 2 stages, 16 expert regressors x 32 hidden (paper 4, 64 x 128)",
                                      "rows": rows, "export_cli": exported,
                                      "latency": f"LiteRT 1 thread, float32, median of {args.runs} after "
-                                                f"{args.warmup}"})
+                                                f"{args.warmup}, all models interleaved in rounds"})
     return 0
 
 

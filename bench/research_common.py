@@ -160,18 +160,52 @@ def measure(arch, config, model, args, crop: np.ndarray, int8: bool = False, cal
     """Params of the training and inference models, float32 (and int8) .tflite size and LiteRT 1-thread latency."""
     from mobile_export import tflite as tfl
 
-    from mobile_two_stage import latency_ms  # bench/mobile_two_stage.py: the one host-latency measurement
-
     inference = arch.inference_model(config, model)
     out = {"params": int(model.count_params()), "inference_params": int(inference.count_params())}
     f32 = tfl.convert(inference, "none")
     out["float32_kb"] = round(len(f32) / 1024, 1)
-    out["latency_ms_float32"] = latency_ms(f32, crop, args.runs, args.warmup)
+    out["latency_ms_float32"] = defer_latency(f32, crop, args.warmup)
     if int8:
         i8 = tfl.convert(inference, "int8", representative=lambda: iter(calib))
         out["int8_kb"] = round(len(i8) / 1024, 1)
-        out["latency_ms_int8"] = latency_ms(i8, crop, args.runs, args.warmup)
+        out["latency_ms_int8"] = defer_latency(i8, crop, args.warmup)
     return out
+
+
+_PENDING: list = []  # (stats dict to fill, interpreter with its input set)
+
+
+def defer_latency(model_bytes: bytes, crop: np.ndarray, warmup: int) -> dict:
+    """An empty dict that :func:`time_deferred` fills with median / p90 / min ms of this model (LiteRT, 1 thread,
+    one real crop: an unset input may hold NaNs, which make GATHER indices invalid)."""
+    from mobile_export.tflite import Runner
+
+    runner = Runner(model_bytes)
+    runner.set_input(crop[None])
+    for _ in range(warmup):
+        runner.interpreter.invoke()
+    stats: dict = {}
+    _PENDING.append((stats, runner))
+    return stats
+
+
+def time_deferred(args) -> None:
+    """Time every model of :func:`defer_latency` in interleaved rounds — each round invokes each model
+    ``runs / rounds`` times — so all rows of a table see the same machine load (this CPU is shared)."""
+    from tqdm import tqdm
+    rounds = max(1, min(10, args.runs))
+    per = max(1, round(args.runs / rounds))
+    times = [[] for _ in _PENDING]
+    for _ in tqdm(range(rounds), desc="latency rounds", unit="round", file=sys.stderr):
+        for i, (_, runner) in enumerate(_PENDING):
+            for _ in range(per):
+                t0 = time.perf_counter()
+                runner.interpreter.invoke()
+                times[i].append((time.perf_counter() - t0) * 1e3)
+    for (stats, _), t in zip(_PENDING, times):
+        stats.update(median=float(np.median(t)), p90=float(np.percentile(t, 90)), min=float(np.min(t)),
+                     runs=len(t), rounds=rounds)
+    _PENDING.clear()
 
 
 def trained_models(rows: list, n_crops: int = 1):
