@@ -77,6 +77,9 @@ def main(argv=None) -> int:
                               **rc.measure(a, c, m, args, crop)})
 
     rc.time_deferred(args)  # every model's latency, interleaved: the same load for all rows
+    # Early exit through the user's path: the S4 run exported with only its first 2 stages, int8 TFLite + CoreML.
+    s4 = next((r for r in rows if r["variant"] == "S4" and "error" not in r), None)
+    exported = rc.export_run(s4, args, sets=["exit_stage=2"], name="S4_exit2") if s4 else None
     cols = [("variant", "variant", "{}"), ("val NME %", "val_nme_pct", "{:.2f}"), ("FR@0.1 %", "val_fr@0.1_pct",
                                                                                     "{:.1f}"),
             ("params", "params", "{:,}"), ("f32 KB", "float32_kb", "{:.0f}"),
@@ -90,7 +93,10 @@ def main(argv=None) -> int:
         rc.print_table(exits, [("exit stage", "exit_stage", "{}"), ("val NME %", "val_nme_pct", "{:.2f}"),
                                ("params", "inference_params", "{:,}"), ("f32 KB", "float32_kb", "{:.0f}"),
                                ("ms (1 thr)", lambda r: r["latency_ms_float32"]["median"], "{:.2f}")])
-    rc.write(args, "decafa", {"width": "lite: U-net channels 16/32/64 (paper 64/128/256); Adam 2e-3 (paper 5e-4 over 400k updates)", "rows": rows,
+    if exported:
+        print(f"export CLI, S4 with --set exit_stage=2 (int8 TFLite + CoreML): exit {exported['exit_code']}, files "
+              f"{exported['files']}" + (f", error: {exported['error']}" if "error" in exported else ""))
+    rc.write(args, "decafa", {"export_cli": exported, "width": "lite: U-net channels 16/32/64 (paper 64/128/256); Adam 2e-3 (paper 5e-4 over 400k updates)", "rows": rows,
                               "early_exit_of_S4": exits,
                               "latency": f"LiteRT 1 thread, float32, median of {args.runs} after {args.warmup}, all models interleaved in rounds"})
     return 0

@@ -25,9 +25,7 @@ run gives, not the paper's Table 1.
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -55,27 +53,6 @@ def val_nme(model, config, records) -> float:
     return 100 * res["summary"][config.input.schemes[0]]["inter_ocular"]["nme"]
 
 
-def export(row: dict, args) -> dict:
-    """int8 TFLite and CoreML of a run through the export CLI (the user's path), with its parity check."""
-    out = os.path.join(args.work, "export")
-    cmd = [sys.executable, "-m", "tfalign.export", "--model-dir", os.path.join(rc.REPO, row["run"]), "--target",
-           "all", "--quantize", "int8", "--calibration", args.data, "--calibration-size", "32", "--check", args.val,
-           "--check-size", "16", "--out", out, "--force"]
-    proc = subprocess.run(cmd, cwd=rc.REPO, capture_output=True, text=True)
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-    result = {"command": " ".join(["python", *cmd[1:]]), "exit_code": proc.returncode,
-              "files": sorted(os.listdir(out)) if os.path.isdir(out) else []}
-    summaries = [f for f in result["files"] if f.endswith(".json")]
-    for name in summaries:
-        try:
-            result.setdefault("summaries", {})[name] = json.load(open(os.path.join(out, name)))
-        except (OSError, ValueError):
-            pass
-    if proc.returncode != 0:
-        result["error"] = lines[-1] if lines else f"exit {proc.returncode}"
-    return result
-
-
 def main(argv=None) -> int:
     args = rc.finish_args(rc.parser(__doc__, "pose_tree_moe", epochs=2, steps=15, batch=8), argv)
     from tfalign.data.spec import load_records
@@ -96,7 +73,7 @@ def main(argv=None) -> int:
                                      "latency_ms_float32": lat["latency_ms_float32"], "float32_kb": lat["float32_kb"]})
     rc.time_deferred(args)  # every model's latency, interleaved: the same load for all rows
     main_row = next((r for r in rows if r["variant"] == "Pose-Tree-MoE" and "error" not in r), None)
-    exported = export(main_row, args) if main_row else None
+    exported = rc.export_run(main_row, args) if main_row else None
 
     print(f"Pose-Tree-MoE lite (2 stages, 16 regressors x 32), {args.epochs} epochs x {args.steps} steps x batch "
           f"{args.batch_size}, seed {args.seed}; NME inter-ocular on {args.val}")

@@ -222,6 +222,31 @@ def trained_models(rows: list, n_crops: int = 1):
         yield row, arch, config, model, crops
 
 
+def export_run(row: dict, args, sets=(), name: str = "") -> dict:
+    """int8 TFLite and CoreML of a variant's run through the export CLI (the user's path), with its parity check;
+    ``sets``: export-time ``--set`` changes (DeCaFA's ``exit_stage``)."""
+    out = os.path.join(args.work, "export")
+    cmd = [sys.executable, "-m", "tfalign.export", "--model-dir", os.path.join(REPO, row["run"]), "--target",
+           "all", "--quantize", "int8", "--calibration", args.data, "--calibration-size", "32", "--check", args.val,
+           "--check-size", "16", "--out", out, "--force", *[a for s in sets for a in ("--set", s)],
+           *(["--name", name] if name else [])]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    if name:
+        files = [f for f in files if f.startswith(name)]
+    result = {"command": " ".join(["python", *cmd[1:]]), "exit_code": proc.returncode, "files": files}
+    for f in files:
+        if f.endswith(".json"):
+            try:
+                result.setdefault("summaries", {})[f] = json.load(open(os.path.join(out, f)))
+            except (OSError, ValueError):
+                pass
+    if proc.returncode != 0:
+        result["error"] = lines[-1] if lines else f"exit {proc.returncode}"
+    return result
+
+
 def crops_for(input_spec, n: int = 8) -> np.ndarray:
     """``n`` real crops of the LFPW #train split in the model's input format, batch axis first."""
     from mobile_two_stage import crops
