@@ -53,7 +53,7 @@ def rows() -> list[list[str]]:
                         _f(f32.get("size_bytes") and f32["size_bytes"] / 1024, ".0f"),
                         _f(i8.get("size_bytes") and i8["size_bytes"] / 1024, ".0f"),
                         _f(f32.get("latency_ms"), ".2f"), _f(i8.get("latency_ms"), ".2f"),
-                        _pipnet_budget(v["trained"]) if v.get("trained") else "not trained here (CPU budget)",
+                        _pipnet_budget(name, v["trained"]) if v.get("trained") else "not trained here (CPU budget)",
                         "bench/pipnet.py, bench/compression.py"])
     # One row per research architecture: its paper's full variant (the ablations are in the bench JSON).
     for name, flagship in (("decafa", "S4"), ("dense_unet", "+coherent"), ("pose_tree_moe", "Pose-Tree-MoE")):
@@ -81,13 +81,15 @@ def rows() -> list[list[str]]:
     return out
 
 
-def _pipnet_budget(trained: dict) -> str:
-    """The shipped PIPNet's training, from scratch or fine-tuned from an earlier run (``base_run``)."""
+def _pipnet_budget(name: str, trained: dict) -> str:
+    """A PIPNet variant's training, from scratch or fine-tuned from an earlier run (``base_run``); shipped or not."""
+    shipped = os.path.isfile(os.path.join(ROOT, "tfalign", "weights", name, "weights.npz"))
+    where = "shipped fp16" if shipped else f"not shipped: {trained['run']}"
     base = trained.get("base_run")
     if base:
         return (f"LFPW, {base['epochs']} epochs from scratch + {trained['epochs']} x {trained.get('steps_per_epoch')} "
-                "fine-tuning steps (shipped fp16)")
-    return f"LFPW, {trained['epochs']} epochs from scratch (shipped fp16)"
+                f"fine-tuning steps ({where})")
+    return f"LFPW, {trained['epochs']} epochs from scratch ({where})"
 
 
 HEADER = ["model", "params", "MMACs", "val NME % (float TFLite)", "val NME % (int8)", "float32 KB", "int8 KB",
