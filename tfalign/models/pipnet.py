@@ -248,20 +248,24 @@ def nrm_merge_matrix(neighbors) -> np.ndarray:
 
 
 # --- in-graph decoding ----------------------------------------------------------------------------------------
+def _argmax_cells(score, dtype=tf.float32):
+    """Each landmark's best cell of ``score`` [B, H, W, N]: (row-major index [B, N], its column, its row)."""
+    h, w, n = int(score.shape[1]), int(score.shape[2]), int(score.shape[3])
+    best = tf.argmax(tf.reshape(score, [-1, h * w, n]), axis=1, output_type=tf.int32)  # [B, N] (ARG_MAX)
+    return best, tf.cast(best % w, dtype), tf.cast(best // w, dtype)
+
+
 def decode_pip(score, offset_x, offset_y, neighbor_x=None, neighbor_y=None, merge=None):
     """Landmarks [B, N, 2] (normalised, edge origin) from PIP maps; see :class:`PIPDecode`."""
     h, w, n = int(score.shape[1]), int(score.shape[2]), int(score.shape[3])
     hw = h * w
-    best = tf.argmax(tf.reshape(score, [-1, hw, n]), axis=1, output_type=tf.int32)  # [B, N] (ARG_MAX)
+    best, col, row = _argmax_cells(score, score.dtype)
     # GATHER moves int8 values without requantizing them, so the picked offsets are exact in a full-int8 model
     # (an int8 ONE_HOT × map product is not: its off value does not survive the zero point).
     own = best * n + tf.range(n)[None, :]  # index into the row-major [HW, N] map
 
     def pick(maps, index, channels):
         return tf.gather(tf.reshape(maps, [-1, hw * channels]), index, batch_dims=1)
-
-    col = tf.cast(best % w, score.dtype)
-    row = tf.cast(best // w, score.dtype)
     x, y = col + pick(offset_x, own, n), row + pick(offset_y, own, n)
     if neighbor_x is not None and merge is not None:
         c = int(neighbor_x.shape[-1]) // n
@@ -295,12 +299,6 @@ class PIPDecode(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "neighbors": self.neighbors}
-
-
-def _argmax_cells(score):
-    h, w, n = int(score.shape[1]), int(score.shape[2]), int(score.shape[3])
-    best = tf.argmax(tf.reshape(score, [-1, h * w, n]), axis=1, output_type=tf.int32)  # [B, N] (ARG_MAX)
-    return best, tf.cast(best % w, tf.float32), tf.cast(best // w, tf.float32)
 
 
 @register("PIPCellHeads")
