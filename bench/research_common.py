@@ -172,7 +172,7 @@ def measure(arch, config, model, args, crop: np.ndarray, int8: bool = False, cal
     return out
 
 
-_PENDING: list = []  # (stats dict to fill, interpreter with its input set)
+_PENDING: list = []  # (stats dict to fill, Runner with its input set)
 
 
 def defer_latency(model_bytes: bytes, crop: np.ndarray, warmup: int) -> dict:
