@@ -76,8 +76,8 @@ class PIPNetConfig:
         decode: how the exported (inference) model decodes. ``cells``: the offset and neighbour 1×1 heads are
             evaluated only at each landmark's best cell (:class:`PIPCellHeads`), the same numbers as ``maps``
             without computing the maps nobody reads — at stride 32 those heads are a quarter of
-            pipnet_mbv3's MACs, and computing the 22 values per landmark in float keeps int8 exports as
-            accurate as float (int8 neighbour maps cost +3.4 % NME). ``maps``: all maps, then
+            pipnet_mbv3's MACs; kept float (``float_cell_heads``) they make int8 exports cost +1.0 % NME
+            instead of the int8 maps' +3.4 %. ``maps``: all maps, then
             :class:`PIPDecode`. Training always computes every map.
         float_cell_heads: with ``decode="cells"``, keep the best-cell heads float in int8 exports (more accurate,
             +4.3 MB for pipnet_mbv3; see :class:`PIPCellHeads`).
@@ -308,9 +308,7 @@ class PIPCellHeads(keras.layers.Layer):
 
     The heads are linear, so their value at a cell is that cell's feature vector times the head's kernel column:
     each landmark's feature vector at its best cell is gathered and multiplied by its own [F, 2 + 2C] kernel slice
-    (one grouped CONV_2D), instead of computing N·(2 + 2C) maps over every cell and reading one cell of each. Being
-    only best-cell values, the outputs span a few cells, so they also quantize finely in int8 exports, where the
-    full neighbour maps (values relative to every cell, far ones included) did not (+3.4 % NME).
+    (one grouped CONV_2D), instead of computing N·(2 + 2C) maps over every cell and reading one cell of each.
 
     The weights are copies of the training model's ``pip_offset_*`` / ``pip_neighbor_*`` kernels (see
     :meth:`PIPNet.inference_model`). ``keep_float``: stay float in int8 exports. Measured on pipnet_mbv3 (LFPW
@@ -336,20 +334,14 @@ class PIPCellHeads(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(n * k,), initializer="zeros")
         super().build(input_shape)
 
-    def set_head_weights(self, offset_x, offset_y, neighbor_x=None, neighbor_y=None, center=None):
-        """Fill from the 1×1 heads' ``(kernel [1, 1, F, K], bias [K])`` pairs (K = N or N·C, landmark-major).
-
-        ``center`` [N, 2 + 2C] is subtracted from the outputs (folded into the bias) and added back by
-        :class:`PIPCellDecode`: centred on their typical values the outputs span about half the range, which
-        halves their int8 step."""
+    def set_head_weights(self, offset_x, offset_y, neighbor_x=None, neighbor_y=None):
+        """Fill from the 1×1 heads' ``(kernel [1, 1, F, K], bias [K])`` pairs (K = N or N·C, landmark-major)."""
         c = self.num_neighbors
         n = self.kernel.shape[-1] // (2 + 2 * c)
         heads = [(*offset_x, 1), (*offset_y, 1)] + ([(*neighbor_x, c), (*neighbor_y, c)] if c else [])
         kernel = np.concatenate([np.asarray(k, np.float32).reshape(-1, n, per) for k, _, per in heads], -1)
         self.kernel.assign(kernel.reshape(1, 1, -1, kernel.shape[1] * kernel.shape[2]))  # [F, N, K] → [1,1,F,N*K]
         bias = np.concatenate([np.asarray(b, np.float32).reshape(n, per) for _, b, per in heads], -1)
-        if center is not None:
-            bias = bias - np.asarray(center, np.float32).reshape(bias.shape)
         self.bias.assign(bias.reshape(-1))
 
     def call(self, inputs):
@@ -373,10 +365,9 @@ class PIPCellDecode(keras.layers.Layer):
 
     keep_float_in_int8 = True
 
-    def __init__(self, neighbors=(), center=(), **kwargs):
+    def __init__(self, neighbors=(), **kwargs):
         super().__init__(**kwargs)
         self.neighbors = [list(map(int, r)) for r in neighbors]
-        self.center = [list(map(float, r)) for r in center]
         self._c = len(self.neighbors[0]) if self.neighbors and self.neighbors[0] else 0
         self._merge = nrm_merge_matrix(self.neighbors) if self._c else None
 
@@ -385,8 +376,6 @@ class PIPCellDecode(keras.layers.Layer):
         h, w, n, c = int(score.shape[1]), int(score.shape[2]), int(score.shape[3]), self._c
         _, col, row = _argmax_cells(score)
         vals = tf.cast(vals, tf.float32)
-        if self.center:
-            vals = vals + tf.constant(np.asarray(self.center, np.float32))[None]
         x, y = col + vals[:, :, 0], row + vals[:, :, 1]
         if c:
             nb_x = tf.reshape(col[:, :, None] + vals[:, :, 2:2 + c], [-1, n * c])  # landmark-major, as PIPDecode
@@ -397,24 +386,7 @@ class PIPCellDecode(keras.layers.Layer):
         return tf.stack([x / float(w), y / float(h)], axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "neighbors": self.neighbors, "center": self.center}
-
-
-def cell_center(config: PIPNetConfig) -> Optional[np.ndarray]:
-    """[N, 2 + 2C] typical best-cell head outputs from the packaged mean face: own offsets ≈ 0.5 (mid-cell),
-    neighbour offsets ≈ the mean-face displacement to the neighbour + 0.5 (in cells). None without a mean face."""
-    n, c = config.input.num_points, config.num_neighbors
-    try:
-        face = load_mean_face(config.input.schemes)
-    except ValueError:
-        return None
-    half = np.full((n, 1), 0.5)
-    if not c:
-        return np.concatenate([half, half], 1)
-    nb = resolve_neighbors(config)
-    gh, gw = config.grid
-    return np.concatenate([half, half, (face[nb, 0] - face[:, None, 0]) * gw + 0.5,
-                           (face[nb, 1] - face[:, None, 1]) * gh + 0.5], 1)
+        return {**super().get_config(), "neighbors": self.neighbors}
 
 
 # --- loss -------------------------------------------------------------------------------------------------------
@@ -546,10 +518,8 @@ class PIPNet(Architecture):
         neighbors = resolve_neighbors(config).tolist() if config.num_neighbors else []
         cells = PIPCellHeads(config.num_neighbors, keep_float=config.float_cell_heads, name="pip_cells")
         vals = cells([feats, score])
-        center = cell_center(config)
-        cells.set_head_weights(*[(h.kernel.numpy(), h.bias.numpy()) for h in heads], center=center)
-        out = PIPCellDecode(neighbors=neighbors, center=[] if center is None else center.tolist(),
-                            name="landmarks")([score, vals])
+        cells.set_head_weights(*[(h.kernel.numpy(), h.bias.numpy()) for h in heads])
+        out = PIPCellDecode(neighbors=neighbors, name="landmarks")([score, vals])
         return keras.Model(model.inputs, out, name=f"{model.name}_landmarks")
 
 
