@@ -9,8 +9,10 @@ says so). Every fine-tune runs through the trainer with a cosine learning-rate d
 * ``float32``: the trained model as it is.
 * ``magnitude``: tfmot magnitude pruning to ``--sparsity`` (PolynomialDecay) fine-tuned through the trainer,
   stripped; float32 TFLite (same latency expected: sparse weights run dense; the gzip size shows the gain).
-* ``channel``: ``--channel-ratio`` of the filters of every prunable channel space removed (L1 criterion),
-  fine-tuned through the trainer; float32 TFLite.
+* ``channel``: ``--channel-ratio`` of the filters of every prunable channel space removed (L1 criterion;
+  ``--channel-layer-ratio`` overrides it per space, ``--channel-divisor`` rounds the widths), fine-tuned through
+  the trainer, with the float model as teacher when ``--distill W`` is given (``quantization.distill``); float32
+  TFLite.
 * ``ptq_int8``: full-integer post-training quantization of the float model, calibrated on ``--calibration-size``
   training faces (``quantization.calibration``); soft-argmax family kept float (``presets.keeps_float``).
 * ``qat_int8``: tfmot QAT copy (``quantization.qat``) fine-tuned through the trainer, converted with
@@ -66,6 +68,14 @@ def parse_args(argv=None):
     p.add_argument("--channel-ratio", default="0.35", metavar="R|NAME=R,...",
                    help="fraction of filters removed per prunable channel space: one value, or per model "
                         "(e.g. mobile_two_stage=0.45,pipnet_mbv3=0.35; default 0.35)")
+    p.add_argument("--channel-divisor", type=int, default=8,
+                   help="kept channel counts rounded up to a multiple of this (default 8)")
+    p.add_argument("--channel-layer-ratio", default="", metavar="LAYER=R,...",
+                   help="per producer layer, a ratio overriding --channel-ratio for its channel space, for models "
+                        "that have that layer (e.g. the high-resolution expansions, where the latency is)")
+    p.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="channel fine-tune with the float model as teacher: W x mean squared distance between "
+                        "the student's and the teacher's point outputs (quantization.distill; default 0 = off)")
     p.add_argument("--calibration-size", type=int, default=64, help="int8 calibration faces (default 64)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=20, help="invokes per variant per round (default 20)")
@@ -84,6 +94,17 @@ def parse_args(argv=None):
         args.channel_ratios = parse_ratios(args.channel_ratio)
     except ValueError as exc:
         p.error(f"--channel-ratio: {exc}")
+    try:
+        layer_ratios = parse_ratios(args.channel_layer_ratio) if args.channel_layer_ratio else {}
+    except ValueError as exc:
+        p.error(f"--channel-layer-ratio: {exc}")
+    if None in layer_ratios:
+        p.error("--channel-layer-ratio: give LAYER=R pairs")
+    args.layer_ratios = layer_ratios
+    if args.channel_divisor < 1:
+        p.error("--channel-divisor: must be >= 1")
+    if args.distill < 0:
+        p.error("--distill: must be >= 0")
     bad = set(args.variants.split(",")) - set(VARIANTS)
     if bad:
         p.error(f"--variants: unknown {sorted(bad)}")
@@ -225,13 +246,20 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     attempt("magnitude", _magnitude)
 
     def _channel():
+        from quantization import distill
         ratio = args.channel_ratios.get(name, args.channel_ratios.get(None, 0.35))
-        slim, plan = channel_pruning.prune_channels(base, ratio, "l1")
+        names = {layer.name for layer in base.layers}
+        layer_ratios = {k: v for k, v in args.layer_ratios.items() if k in names}
+        slim, plan = channel_pruning.prune_channels(base, ratio, "l1", divisor=args.channel_divisor,
+                                                    ratios=layer_ratios)
         data0 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
         nme0 = tflite_nme(Runner(data0), val, spec)
-        slim, ft = finetune(lambda: pruning.copy_model(slim), arch, config, args, "channel", workdir)
+        build, teach = distill.builder(slim, base, args.distill)
+        trained, ft = finetune(build, arch, config, args, "channel", workdir)
+        slim = distill.student_of(trained)
         data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
-        record("channel", slim, data, {"ratio": ratio, "criterion": "l1",
+        record("channel", slim, data, {"ratio": ratio, "layer_ratios": layer_ratios, "divisor": args.channel_divisor,
+                                       "criterion": "l1", "distill": teach,
                                        "channels_removed": round(plan.removed_fraction(), 4),
                                        "nme_before_finetune": nme0, "finetune": ft})
 

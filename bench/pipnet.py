@@ -128,8 +128,8 @@ def main(argv=None) -> int:
     p.add_argument("--timing-steps", type=int, default=5, help="training steps timed per variant (0: skip)")
     p.add_argument("--int8", action="store_true", help="check full-int8 TFLite of the shipped pipnet_mbv3")
     p.add_argument("--base-run", action="append", default=[], metavar="PRESET=DIR",
-                   help="for a --run fine-tuned from shipped weights (--init pretrained): the run those weights "
-                        "came from, so both runs' commands are recorded")
+                   help="for a --run fine-tuned from earlier weights (--init): the run those weights came from, so "
+                        "every run's command is recorded; repeat it, oldest first, for a chain of runs")
     p.add_argument("--ship", metavar="DIR", help="write DIR's best model as float16 to tfalign/weights/pipnet_mbv3")
     p.add_argument("--mean-face", metavar="SPEC", help="regenerate the packaged mean face from SPEC and exit")
     p.add_argument("--notes", default="", help="free text stored with the results (e.g. how long runs trained)")
@@ -158,7 +158,10 @@ def main(argv=None) -> int:
         return 0
 
     runs = dict(item.split("=", 1) for item in args.run)
-    bases = dict(item.split("=", 1) for item in args.base_run)
+    bases = {}
+    for item in args.base_run:
+        preset, _, folder = item.partition("=")
+        bases.setdefault(preset, []).append(folder)
     unknown = sorted((set(runs) | set(bases)) - set(VARIANTS))
     if unknown:
         print(f"bench/pipnet.py: error: --run: unknown variant(s) {unknown} (use {', '.join(VARIANTS)})",
@@ -189,11 +192,19 @@ def main(argv=None) -> int:
             with open(os.path.join(runs[name], "config.json"), encoding="utf-8") as fh:
                 run_meta = json.load(fh)
             row["trained"].update(init=run_meta.get("init"), steps_per_epoch=run_meta.get("steps_per_epoch_effective"))
-            if name in bases:
-                with open(os.path.join(bases[name], "history.json"), encoding="utf-8") as fh:
+            chain = []
+            for folder in bases.get(name, []):
+                with open(os.path.join(folder, "history.json"), encoding="utf-8") as fh:
                     base = json.load(fh)
-                row["trained"]["base_run"] = {"run": bases[name], "epochs": len(base["epochs"]),
-                                              "commands": [s["command"] for s in base.get("sessions", [])]}
+                with open(os.path.join(folder, "config.json"), encoding="utf-8") as fh:
+                    meta = json.load(fh)
+                chain.append({"run": folder, "epochs": len(base["epochs"]),
+                              "steps_per_epoch": meta.get("steps_per_epoch_effective"),
+                              "best_val_nme": min(e["val_nme"] for e in base["epochs"]),
+                              "commands": [s["command"] for s in base.get("sessions", [])]})
+            if chain:
+                row["trained"]["base_run"] = chain[0]  # the from-scratch run
+                row["trained"]["base_runs"] = chain
             row["val"] = validate(run_arch, run_config, trained, val_records)
         else:
             row["trained"] = None
@@ -213,8 +224,8 @@ def main(argv=None) -> int:
         v = row["val"] or {}
         t = row.get("timing", {}).get("seconds_per_epoch", float("nan"))
         trained = f"{row['trained']['epochs']} epochs" if row["trained"] else "not trained"
-        if row["trained"] and row["trained"].get("base_run"):
-            trained += f" fine-tuning {row['trained']['base_run']['epochs']} epochs of {row['trained']['base_run']['run']}"
+        for base in (row["trained"] or {}).get("base_runs", []):
+            trained += f" after {base['epochs']} epochs of {base['run']}"
         print(f"{name:<14}{row['params']:>10,}{row['gmacs']:>8.2f}{t:>9.0f}"
               f"{v.get('nme', float('nan')) * 100:>8.2f}{v.get('auc@0.1', float('nan')):>9.3f}"
               f"{v.get('fr@0.1', float('nan')):>8.3f}  {trained}")

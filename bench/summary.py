@@ -85,10 +85,12 @@ def _pipnet_budget(name: str, trained: dict) -> str:
     """A PIPNet variant's training, from scratch or fine-tuned from an earlier run (``base_run``); shipped or not."""
     shipped = os.path.isfile(os.path.join(ROOT, "tfalign", "weights", name, "weights.npz"))
     where = "shipped fp16" if shipped else f"not shipped: {trained['run']}"
-    base = trained.get("base_run")
-    if base:
-        return (f"LFPW, {base['epochs']} epochs from scratch + {trained['epochs']} x {trained.get('steps_per_epoch')} "
-                f"fine-tuning steps ({where})")
+    chain = trained.get("base_runs") or ([trained["base_run"]] if trained.get("base_run") else [])
+    if chain:
+        later = chain[1:] + [trained]
+        steps = sum(r["epochs"] * (r.get("steps_per_epoch") or 0) for r in later)
+        return (f"LFPW, {chain[0]['epochs']} epochs from scratch + {steps} fine-tuning steps in {len(later)} "
+                f"run(s) ({where})")
     return f"LFPW, {trained['epochs']} epochs from scratch ({where})"
 
 

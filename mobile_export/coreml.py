@@ -117,9 +117,21 @@ def _program_ops(mlmodel) -> list:
 
 
 def _kernel_views(kernel: np.ndarray) -> list:
-    """How a Keras kernel may be laid out in MIL: HWIO → OIHW, depthwise HWC1 → C1HW, Dense IO → OI."""
+    """How a Keras kernel may be laid out in MIL: HWIO → OIHW, depthwise HWC1 → C1HW, Dense IO → OI.
+
+    A grouped kernel [k, k, C/g, O] that ``GroupConv2D(impl="depthwise")`` runs as a depthwise convolution is
+    stored as [C·m, 1, k, k]; its group count is not known here, so every divisor of O that makes the layout
+    distinct is tried (the match still needs the whole tensor, value by value).
+    """
     if kernel.ndim == 4:
-        return [kernel.transpose(3, 2, 0, 1), kernel.transpose(2, 3, 0, 1), kernel]
+        views = [kernel.transpose(3, 2, 0, 1), kernel.transpose(2, 3, 0, 1), kernel]
+        kh, kw, cin_g, out = kernel.shape
+        if cin_g > 1:
+            for m in (d for d in range(1, out + 1) if out % d == 0):
+                g = out // m
+                views.append(kernel.reshape(kh, kw, cin_g, g, m).transpose(3, 2, 4, 0, 1)
+                             .reshape(g * cin_g * m, 1, kh, kw))
+        return views
     if kernel.ndim == 2:
         return [kernel.T, kernel]
     return [kernel]

@@ -10,6 +10,8 @@
                        not expressible in the architecture's config, so OUT holds the whole Keras model (slim.keras),
                        named in OUT/config.json, which python -m tfalign.export --model-dir OUT loads like any run;
                        also <model>_channel_float32.tflite; the fine-tuning run is OUT/finetune.
+                       --distill W: the unpruned model teaches the slim one while it fine-tunes (W × squared
+                       distance between their point outputs, added to the training loss; quantization.distill).
 
 Examples:
   python -m quantization.prune --model mobile_two_stage --method magnitude --target 0.5 \\
@@ -17,6 +19,9 @@ Examples:
       --epochs 4 --lr 2e-4 --out runs/m2s_sparse50
   python -m quantization.prune --model-dir runs/pipnet --method channel --target 0.35 \\
       --data ... --val ... --epochs 15 --lr 5e-4 --out runs/pipnet_slim
+  python -m quantization.prune --model mobile_two_stage --method channel --target 0.3 --divisor 4 \
+      --ratio block1_0_expand_conv=0.5 --ratio block1_1_expand_conv=0.5 --distill 300 \
+      --data ... --val ... --epochs 150 --steps 40 --out runs/m2s_slim
 """
 from __future__ import annotations
 
@@ -42,14 +47,34 @@ def parse_args(argv=None):
                    help="channel: kept widths are rounded up to a multiple of this (default 8, SIMD-friendly)")
     p.add_argument("--min-channels", type=int, default=8,
                    help="channel: never keep fewer filters than this in a channel space (default 8)")
+    p.add_argument("--ratio", action="append", default=[], metavar="LAYER=R",
+                   help="channel: remove R instead of --target from the channel space LAYER produces (repeatable), "
+                        "e.g. more from the high-resolution layers where the latency is")
+    p.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="channel: fine-tune with the unpruned model as teacher, adding W x the mean squared "
+                        "distance between the slim and the unpruned model's point outputs to the loss (default 0: "
+                        "off; for mobile_two_stage its l2_weight, 300, is a natural scale)")
     p.add_argument("--skip", default="", metavar="LAYER,...",
                    help="layer names left whole (magnitude: kept dense; channel: their channel spaces kept)")
     args = p.parse_args(argv)
     cli.check(p, args)
     if not 0.0 < args.target < 1.0:
         p.error(f"--target: must be in (0, 1), got {args.target}")
-    if args.method != "channel" and (args.criterion != "l1" or args.divisor != 8 or args.min_channels != 8):
-        p.error("--criterion, --divisor and --min-channels apply to --method channel only")
+    if args.method != "channel" and (args.criterion != "l1" or args.divisor != 8 or args.min_channels != 8
+                                     or args.ratio or args.distill):
+        p.error("--criterion, --divisor, --min-channels, --ratio and --distill apply to --method channel only")
+    if args.distill < 0:
+        p.error(f"--distill: must be >= 0, got {args.distill}")
+    ratios = {}
+    for item in args.ratio:
+        layer, sep, value = item.partition("=")
+        try:
+            ratios[layer] = float(value)
+        except ValueError:
+            p.error(f"--ratio {item!r}: expected LAYER=R with R a number")
+        if not sep or not layer or not 0.0 <= ratios[layer] < 1.0:
+            p.error(f"--ratio {item!r}: expected LAYER=R with R in [0, 1)")
+    args.ratios = ratios
     if args.divisor < 1 or args.min_channels < 1:
         p.error("--divisor and --min-channels: must be >= 1")
     args.skip = [s for s in args.skip.split(",") if s]
@@ -82,10 +107,15 @@ def _run(argv) -> int:
         return 0
 
     slim, plan = channel_pruning.prune_channels(base, args.target, args.criterion, skip=args.skip,
-                                                divisor=args.divisor, min_channels=args.min_channels)
+                                                divisor=args.divisor, min_channels=args.min_channels,
+                                                ratios=args.ratios)
     print(plan.summary())
     if args.epochs:
-        slim, _ = pruning.fine_tune(lambda: pruning.copy_model(slim), run, os.path.join(args.out, "finetune"))
+        from quantization import distill
+        build, teach = distill.builder(slim, base, args.distill)
+        trained, _ = pruning.fine_tune(build, run, os.path.join(args.out, "finetune"))
+        slim = distill.student_of(trained)
+        summary["distill"] = teach
     from mobile_export import tflite
     from quantization import presets
     from tfalign.io import atomic_write, atomic_write_json
@@ -93,7 +123,7 @@ def _run(argv) -> int:
     name = args.model or arch.name
     data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
     atomic_write(os.path.join(args.out, f"{name}_channel_float32.tflite"), data)
-    summary.update(criterion=args.criterion, channels_removed=round(plan.removed_fraction(), 4),
+    summary.update(criterion=args.criterion, ratios=args.ratios, channels_removed=round(plan.removed_fraction(), 4),
                    params=channel_pruning.count_params(slim), params_before=channel_pruning.count_params(base),
                    plan=plan.summary().splitlines(), command=list(sys.argv))
     # slim.keras + config.json: `tfalign.export --model-dir OUT` loads it (int8, CoreML...) like any run.

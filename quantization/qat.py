@@ -10,7 +10,8 @@ layer                                           QAT treatment
 =============================================  =================================================================
 Conv2D, DepthwiseConv2D, Dense, BN, ReLU, ...  tfmot's default 8-bit registry (Conv+BN folding, per-channel)
 ``GroupConv2D``                                 :class:`GroupConvQuantizeConfig`: per-tensor symmetric 8-bit kernel,
-                                                8-bit output (one int8 CONV_2D with groups in TFLite)
+                                                8-bit output (one int8 CONV_2D with groups in TFLite; the
+                                                ``depthwise`` form is trained and converted as ``native``)
 ``PointPatches``, ``BilinearSample``            :class:`OutputQuantizeConfig`: the sampled values are an 8-bit
                                                 tensor (int8 GATHER); the coordinates stay float (FLOOR, weights)
 ``UpSampling2D`` (bilinear), ``Multiply``,      :class:`OutputQuantizeConfig` (RESIZE_BILINEAR / MUL int8)
@@ -233,15 +234,28 @@ def coverage(model) -> dict:
 
 def annotate(model):
     """A copy of ``model`` with every layer annotated per :func:`rule` (weights shared with ``model``)."""
+    regrouped = {}
+
     def clone(layer):
         kind = rule(layer)
+        if kind == "groupconv" and layer.impl != "native":
+            # The converter makes an int8 CONV_2D of a fake-quantized kernel that feeds the convolution directly;
+            # the depthwise form's kernel is reordered first and its pre-sum output has no range, so both would
+            # stay float. The grouped CONV_2D holds the same kernel, and in int8 it is as fast.
+            regrouped[layer.name] = layer
+            layer = tfa_layers.regrouped(layer, "native")
         if kind == "registry":
             return _q.quantize_annotate_layer(layer)
         if kind in _CONFIGS:
             return _q.quantize_annotate_layer(layer, quantize_config=_CONFIGS[kind]())
         return layer
 
-    return keras.models.clone_model(model, clone_function=clone)
+    annotated = keras.models.clone_model(model, clone_function=clone)
+    for wrapper in annotated.layers:  # annotation wrappers get their own names; the inner layer keeps its own
+        inner = getattr(wrapper, "layer", wrapper)
+        if inner.name in regrouped:
+            inner.set_weights(regrouped[inner.name].get_weights())
+    return annotated
 
 
 def scope():

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from tfalign._keras import keras, tf
-from tfalign.layers import BilinearSample, PointPatches, bilinear_sample, bilinear_sample_xy
+from tfalign.layers import (BilinearSample, GroupConv2D, PointPatches, bilinear_sample, bilinear_sample_xy,
+                            with_group_impl)
 
 
 def _numpy_bilinear(feat, x, y):
@@ -105,3 +106,53 @@ def test_sampler_converts_to_builtin_tflite_ops_without_boolean_masks():
     assert not ops & {"LOGICAL_AND", "GREATER_EQUAL", "LESS_EQUAL", "SELECT", "SELECT_V2"}
     f = np.random.default_rng(3).normal(size=(1, 8, 8, 16)).astype(np.float32)
     np.testing.assert_allclose(tfl.Runner(blob)(f), model.predict(f, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("groups,cin_g,mult,stride", [(6, 4, 1, 1), (4, 3, 2, 2), (3, 2, 3, 1)])
+def test_group_conv_forms_share_weights_and_agree_with_per_group_convolutions(groups, cin_g, mult, stride):
+    rng = np.random.default_rng(groups)
+    x = rng.normal(size=(2, 7, 7, groups * cin_g)).astype(np.float32)
+    ref = GroupConv2D(groups * mult, 3, groups=groups, strides=stride, impl="native")
+    ref.build(x.shape)
+    ref.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in ref.get_weights()])
+    kernel, bias = ref.get_weights()
+    # Group g reads input channels [g·cin_g, (g+1)·cin_g) and writes outputs [g·mult, (g+1)·mult).
+    want = np.concatenate([tf.nn.conv2d(x[..., g * cin_g:(g + 1) * cin_g], kernel[..., g * mult:(g + 1) * mult],
+                                        stride, "SAME").numpy() for g in range(groups)], -1) + bias
+    for impl in ("native", "split", "depthwise"):
+        layer = GroupConv2D(groups * mult, 3, groups=groups, strides=stride, impl=impl)
+        layer.build(x.shape)
+        layer.set_weights([kernel, bias])
+        np.testing.assert_allclose(layer(x).numpy(), want, atol=1e-4, err_msg=impl)
+    with pytest.raises(ValueError, match="impl must be one of native|split|depthwise"):
+        GroupConv2D(4, 3, groups=2, impl="grouped")
+
+
+def test_depthwise_group_conv_converts_to_depthwise_and_sum_not_a_grouped_conv():
+    """LiteRT runs a grouped CONV_2D outside XNNPACK (reference kernel); the depthwise form avoids it."""
+    from mobile_export import tflite as tfl
+    inp = keras.Input((8, 8, 12 * 4), batch_size=1)
+    model = keras.Model(inp, GroupConv2D(12, 3, groups=12, impl="depthwise")(inp))
+    blob = tfl.convert(model)
+    tfl.check_builtin(blob)
+    ops = set(tfl.op_names(blob))
+    assert {"DEPTHWISE_CONV_2D", "SUM"} <= ops and "CONV_2D" not in ops
+    f = np.random.default_rng(4).normal(size=(1, 8, 8, 48)).astype(np.float32)
+    np.testing.assert_allclose(tfl.Runner(blob)(f), model.predict(f, verbose=0), atol=1e-4)
+
+
+def test_int8_exports_run_the_grouped_kernel_as_one_grouped_conv():
+    """Same outputs, and the int8 file quantizes the kernel per group (with_group_impl), not per depthwise channel."""
+    from mobile_export import tflite as tfl
+    inp = keras.Input((8, 8, 3), batch_size=1)
+    pre = keras.layers.Conv2D(24, 1, name="pre")(inp)
+    model = keras.Model(inp, GroupConv2D(6, 3, groups=6, impl="depthwise", name="group")(pre))
+    native = with_group_impl(model, "native")
+    assert native.get_layer("group").impl == "native" and native.get_layer("pre") is model.get_layer("pre")
+    assert with_group_impl(native, "native") is native
+    x = np.random.default_rng(5).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(native(x).numpy(), model(x).numpy(), atol=1e-4)
+    rep = lambda: ([x[i:i + 1]] for i in range(4))  # noqa: E731
+    int8_ops = set(tfl.op_names(tfl.convert(model, quantize="int8", representative=rep)))
+    assert "SUM" not in int8_ops and "DEPTHWISE_CONV_2D" not in int8_ops
+    assert "SUM" in set(tfl.op_names(tfl.convert(model)))

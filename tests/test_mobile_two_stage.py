@@ -1,4 +1,5 @@
 """Two-stage mobile model: graph, loss (eqs. 2–3 and the Table 1 ablations), RoIAlign geometry, export, weights."""
+import dataclasses
 import os
 
 import numpy as np
@@ -433,14 +434,23 @@ def test_int8_model_survives_an_empty_heatmap(tflite_case):
     assert np.all(np.isfinite(got)) and got.shape == (2, 68, 2)
 
 
-def test_coreml_conversion_keeps_the_grouped_predict_block():
+@pytest.mark.parametrize("impl", ["depthwise", "native"])
+def test_coreml_conversion_keeps_the_grouped_predict_block(impl):
     pytest.importorskip("coremltools")
     from mobile_export import coreml
 
     arch, cfg = tiny()
+    cfg = dataclasses.replace(cfg, group_impl=impl)
     inference = arch.inference_model(cfg, arch.build(cfg))
     info = {"name": "tiny", "architecture": "mobile_two_stage", "weights": "random-init", "license": "n/a",
             "training_data": "none"}
     mlmodel, _ = coreml.convert(inference, cfg.input, info)
-    groups = [int(op.groups.val) for op in coreml._program_ops(mlmodel) if op.op_type == "conv"]
-    assert 68 in groups  # one conv with a kernel per landmark, not 68 convs
+    ops = coreml._program_ops(mlmodel)
+    groups = [int(op.groups.val) for op in ops if op.op_type == "conv"]
+    # One conv with a kernel per landmark, not 68 convs: grouped (68 groups) or depthwise over the 68 RoI stacks
+    # followed by one sum per landmark.
+    if impl == "native":
+        assert 68 in groups
+    else:
+        assert 68 * cfg.width(cfg.stage2_channels) in groups
+        assert any(op.op_type == "reduce_sum" for op in ops)

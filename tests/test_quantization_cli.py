@@ -27,6 +27,12 @@ def _cli(*args):
      "apply to --method channel only"),
     (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--epochs", "-1", "--out", "x"],
      "--epochs: must be >= 0"),
+    (["--model", "tiny_test", "--method", "magnitude", "--target", "0.5", "--distill", "3", "--epochs", "0",
+      "--out", "x"], "apply to --method channel only"),
+    (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--ratio", "conv1", "--epochs", "0",
+      "--out", "x"], "--ratio 'conv1': expected LAYER=R"),
+    (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--ratio", "conv1=1.2", "--epochs", "0",
+      "--out", "x"], "with R in [0, 1)"),
 ])
 def test_prune_usage_errors_are_one_line_exit_2(argv, match, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -47,7 +53,7 @@ def test_help_explains_every_flag():
     out = _cli("quantization.prune", "--help")
     assert out.returncode == 0
     for flag in ("--model", "--model-dir", "--method", "--target", "--data", "--val", "--epochs", "--steps",
-                 "--lr", "--criterion", "--divisor", "--min-channels", "--skip", "--out"):
+                 "--lr", "--criterion", "--divisor", "--min-channels", "--ratio", "--distill", "--skip", "--out"):
         assert flag in out.stdout
 
 
@@ -88,6 +94,21 @@ def test_channel_one_shot_writes_tflite_and_slim_model(tmp_path):
                   "--name", "slim_int8")
     assert export.returncode == 0, export.stderr[-2000:]
     assert (tmp_path / "exp" / "slim_int8.tflite").stat().st_size > 0
+
+
+def test_channel_with_a_teacher_and_per_layer_ratios(tmp_path):
+    from tfalign._keras import keras
+    out = tmp_path / "taught"
+    code = prune.main(["--model", "tiny_test", "--method", "channel", "--target", "0.25", "--ratio", "conv1=0.5",
+                       "--divisor", "1", "--min-channels", "1", "--distill", "10", *DATA, "--epochs", "1",
+                       "--steps", "2", "--batch-size", "4", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "compression.json").read_text())
+    assert summary["distill"] == {"landmarks": 10.0} and summary["ratios"] == {"conv1": 0.5}
+    slim = keras.models.load_model(str(out / "slim.keras"), compile=False)
+    # The student came back out of the teacher wrapper, under its own layer names and the per-layer widths.
+    assert slim.get_layer("conv1").filters == 4 and slim.get_layer("conv2").filters == 6
+    assert "teacher" not in [layer.name for layer in slim.layers]
 
 
 def test_qat_cli_writes_int8_tflite_and_float_run(tmp_path):
