@@ -130,7 +130,13 @@ def main(argv=None) -> int:
     p.add_argument("--base-run", action="append", default=[], metavar="PRESET=DIR",
                    help="for a --run fine-tuned from earlier weights (--init): the run those weights came from, so "
                         "every run's command is recorded; repeat it, oldest first, for a chain of runs")
-    p.add_argument("--ship", metavar="DIR", help="write DIR's best model as float16 to tfalign/weights/pipnet_mbv3")
+    p.add_argument("--ship", metavar="[PRESET=]DIR",
+                   help="write DIR's best model as float16 to tfalign/weights/PRESET (default pipnet_mbv3)")
+    p.add_argument("--also", action="append", default=[], metavar="PRESET=DIR",
+                   help="another run of a variant (e.g. another seed or recipe): validated and listed as a "
+                        "replicate next to the --run one")
+    p.add_argument("--keep", action="store_true",
+                   help="variants without a --run keep their row of the existing --out file instead of 'not trained'")
     p.add_argument("--mean-face", metavar="SPEC", help="regenerate the packaged mean face from SPEC and exit")
     p.add_argument("--notes", default="", help="free text stored with the results (e.g. how long runs trained)")
     p.add_argument("--out", default=RESULTS, help="results JSON (default bench/results/pipnet.json)")
@@ -151,18 +157,28 @@ def main(argv=None) -> int:
         print(f"wrote {P.MEAN_FACE_FILE}")
         return 0
     if args.ship:
-        _, config, model = load_model_dir(args.ship)
-        folder = os.path.join(REPO, "tfalign", "weights", "pipnet_mbv3")
+        preset, _, run_dir = args.ship.rpartition("=")
+        preset = preset or "pipnet_mbv3"
+        if preset not in VARIANTS:
+            print(f"bench/pipnet.py: error: --ship: unknown preset {preset!r} (use {', '.join(VARIANTS)})",
+                  file=sys.stderr)
+            return 2
+        _, config, model = load_model_dir(run_dir)
+        folder = os.path.join(REPO, "tfalign", "weights", preset)
         P.save_pretrained(model, config, folder, "float16")
         print(f"wrote {folder}/{P.WEIGHTS_FILE} and {P.CONFIG_FILE}")
         return 0
 
     runs = dict(item.split("=", 1) for item in args.run)
+    also = {}
+    for item in args.also:
+        preset, _, folder = item.partition("=")
+        also.setdefault(preset, []).append(folder)
     bases = {}
     for item in args.base_run:
         preset, _, folder = item.partition("=")
         bases.setdefault(preset, []).append(folder)
-    unknown = sorted((set(runs) | set(bases)) - set(VARIANTS))
+    unknown = sorted((set(runs) | set(bases) | set(also)) - set(VARIANTS))
     if unknown:
         print(f"bench/pipnet.py: error: --run: unknown variant(s) {unknown} (use {', '.join(VARIANTS)})",
               file=sys.stderr)
@@ -170,7 +186,15 @@ def main(argv=None) -> int:
     val_records = load_records(args.val)
     train_records = load_records(args.data) if args.timing_steps else []
     results = {"val": args.val, "notes": args.notes, "variants": {}}
+    previous = {}
+    if args.keep and os.path.isfile(args.out):
+        with open(args.out, encoding="utf-8") as fh:
+            previous = json.load(fh)
+        results["notes_kept"] = {k: previous.get("notes", "") for k in VARIANTS if k not in runs}
     for name in VARIANTS:
+        if name not in runs and name in previous.get("variants", {}):
+            results["variants"][name] = {**previous["variants"][name], "kept_from_previous_run": True}
+            continue
         arch, config = resolve(name)
         model = arch.build(config)
         inference = arch.inference_model(config, model)
@@ -183,7 +207,7 @@ def main(argv=None) -> int:
             run_arch, run_config, trained = load_model_dir(runs[name])
             history = json.load(open(os.path.join(runs[name], "history.json"), encoding="utf-8"))
             epochs = history["epochs"]
-            row["trained"] = {"run": runs[name], "epochs": len(epochs),
+            row["trained"] = {"run": runs[name], "epochs": epochs[-1]["epoch"],
                               "best_epoch": min(epochs, key=lambda e: e["val_nme"])["epoch"],
                               "mean_epoch_seconds_in_run": round(sum(e["seconds"] for e in epochs) / len(epochs), 1),
                               "commands": [s["command"] for s in history.get("sessions", [])],
@@ -191,7 +215,11 @@ def main(argv=None) -> int:
                               "milestones": list(run_config.train.milestones)}
             with open(os.path.join(runs[name], "config.json"), encoding="utf-8") as fh:
                 run_meta = json.load(fh)
-            row["trained"].update(init=run_meta.get("init"), steps_per_epoch=run_meta.get("steps_per_epoch_effective"))
+            row["trained"].update(init=run_meta.get("init"), steps_per_epoch=run_meta.get("steps_per_epoch_effective"),
+                                  optimizer=run_config.train.optimizer, schedule=run_config.train.schedule,
+                                  weight_decay=run_config.train.weight_decay)
+            if run_meta.get("trained_with"):  # bench/pipnet_gpu.py: trained by the PyTorch mirror on a GPU
+                row["trained"]["trained_with"] = run_meta["trained_with"]
             chain = []
             for folder in bases.get(name, []):
                 with open(os.path.join(folder, "history.json"), encoding="utf-8") as fh:
@@ -206,17 +234,37 @@ def main(argv=None) -> int:
                 row["trained"]["base_run"] = chain[0]  # the from-scratch run
                 row["trained"]["base_runs"] = chain
             row["val"] = validate(run_arch, run_config, trained, val_records)
+            reps = []
+            for folder in also.get(name, []):
+                rep_arch, rep_config, rep_model = load_model_dir(folder)
+                with open(os.path.join(folder, "config.json"), encoding="utf-8") as fh:
+                    rep_meta = json.load(fh)
+                reps.append({"run": folder, "val": validate(rep_arch, rep_config, rep_model, val_records),
+                             "train": {k: getattr(rep_config.train, k) for k in
+                                       ("optimizer", "learning_rate", "weight_decay", "epochs", "batch_size")},
+                             "trained_with": rep_meta.get("trained_with")})
+            if reps:
+                row["replicates"] = reps
+                all_nme = [row["val"]["nme"]] + [r["val"]["nme"] for r in reps]
+                row["val_nme_all_runs"] = {"mean": float(sum(all_nme) / len(all_nme)), "min": min(all_nme),
+                                           "max": max(all_nme), "runs": len(all_nme)}
         else:
             row["trained"] = None
             row["val"] = None
         results["variants"][name] = row
-    shipped = os.path.join(REPO, "tfalign", "weights", "pipnet_mbv3")
-    if os.path.isfile(os.path.join(shipped, P.WEIGHTS_FILE)):
+    for name in VARIANTS:
+        shipped = os.path.join(REPO, "tfalign", "weights", name)
+        if not os.path.isfile(os.path.join(shipped, P.WEIGHTS_FILE)):
+            continue
         model, config = P.load_pretrained(shipped)
-        arch, _ = resolve("pipnet_mbv3")
-        results["shipped_pipnet_mbv3_float16"] = {"val": validate(arch, config, model, val_records)}
+        arch, _ = resolve(name)
+        key = f"shipped_{name}_float16"
+        if name not in runs and key in previous:  # --keep: a variant not re-run keeps its shipped check too
+            results[key] = previous[key]
+            continue
+        results[key] = {"val": validate(arch, config, model, val_records)}
         if args.int8:
-            results["shipped_pipnet_mbv3_float16"]["int8_tflite"] = int8_check(arch, config, model, val_records)
+            results[key]["int8_tflite"] = int8_check(arch, config, model, val_records)
     atomic_write_json(args.out, results)
 
     print(f"{'variant':<14}{'params':>10}{'GMACs':>8}{'s/epoch':>9}{'NME %':>8}{'AUC@0.1':>9}{'FR@0.1':>8}  trained")
@@ -226,12 +274,21 @@ def main(argv=None) -> int:
         trained = f"{row['trained']['epochs']} epochs" if row["trained"] else "not trained"
         for base in (row["trained"] or {}).get("base_runs", []):
             trained += f" after {base['epochs']} epochs of {base['run']}"
+        if (row["trained"] or {}).get("trained_with"):
+            trained += f" ({row['trained']['trained_with']['framework']} mirror on {row['trained']['trained_with']['device']})"
+        if row.get("val_nme_all_runs"):
+            a = row["val_nme_all_runs"]
+            trained += f"; all {a['runs']} runs: mean {a['mean']:.2%}, {a['min']:.2%}-{a['max']:.2%}"
+        if row.get("kept_from_previous_run"):
+            trained += " [kept from the previous results]"
         print(f"{name:<14}{row['params']:>10,}{row['gmacs']:>8.2f}{t:>9.0f}"
               f"{v.get('nme', float('nan')) * 100:>8.2f}{v.get('auc@0.1', float('nan')):>9.3f}"
               f"{v.get('fr@0.1', float('nan')):>8.3f}  {trained}")
-    if "shipped_pipnet_mbv3_float16" in results:
-        s = results["shipped_pipnet_mbv3_float16"]
-        print(f"shipped pipnet_mbv3 (float16 weights): NME {s['val']['nme']:.2%}", end="")
+    for name in VARIANTS:
+        s = results.get(f"shipped_{name}_float16")
+        if not s:
+            continue
+        print(f"shipped {name} (float16 weights): NME {s['val']['nme']:.2%}", end="")
         if "int8_tflite" in s:
             q = s["int8_tflite"]
             print(f"; full-int8 TFLite NME {q['val_nme_int8']:.2%} (float {q['val_nme_float_same_crops']:.2%}), "

@@ -91,6 +91,9 @@ def _pipnet_budget(name: str, trained: dict) -> str:
         steps = sum(r["epochs"] * (r.get("steps_per_epoch") or 0) for r in later)
         return (f"LFPW, {chain[0]['epochs']} epochs from scratch + {steps} fine-tuning steps in {len(later)} "
                 f"run(s) ({where})")
+    gpu = trained.get("trained_with")
+    if gpu:  # bench/pipnet_gpu.py: the PyTorch mirror on a lent GPU, imported and checked against Keras
+        return (f"LFPW, {trained['epochs']} epochs from scratch on a GPU (bench/pipnet_gpu.py; {where})")
     return f"LFPW, {trained['epochs']} epochs from scratch ({where})"
 
 

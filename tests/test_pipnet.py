@@ -417,8 +417,11 @@ def test_cell_decode_equals_the_full_map_decode(num_neighbors):
 def test_cell_decode_model_round_trips_and_converts_to_builtin_ops(tmp_path):
     from mobile_export import tflite as tfl
     arch, _ = resolve("pipnet")
-    cfg = _tiny()
-    inference = arch.inference_model(cfg, _with_random_heads(arch.build(cfg), 2))
+    # Untrained keras.applications MobileNets output the same features in every cell of the 2 x 2 map here, so
+    # every best cell is a tie that float rounding decides; the untrained ResNet-18 keeps its cells apart.
+    cfg = _tiny(backbone="resnet18")
+    model = _with_random_heads(arch.build(cfg), 2)
+    inference = arch.inference_model(cfg, model)
     path = str(tmp_path / "cells.keras")
     inference.save(path)
     loaded = keras.models.load_model(path)
@@ -426,7 +429,16 @@ def test_cell_decode_model_round_trips_and_converts_to_builtin_ops(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), inference.predict(x, verbose=0), atol=1e-6)
     blob = tfl.convert(inference)
     tfl.check_builtin(blob)
-    np.testing.assert_allclose(_run_tflite(blob, x[:1]), inference.predict(x[:1], verbose=0), atol=1e-4)
+    # TFLite's float rounding may pick the other cell of a near-tie, which moves a point by a whole cell: compare
+    # on a face whose best cells are clear.
+    for seed in range(5, 40):
+        face = np.random.default_rng(seed).normal(size=(1, 64, 64, 3)).astype("float32")
+        score = np.sort(model(face)["score"].numpy().reshape(-1, cfg.input.num_points), axis=0)
+        if np.min(score[-1] - score[-2]) > 1e-3:
+            break
+    else:
+        pytest.fail("no test face with clear best cells")
+    np.testing.assert_allclose(_run_tflite(blob, face), inference.predict(face, verbose=0), atol=1e-4)
 
 
 @pytest.mark.parametrize("keep_float", [True, False])
