@@ -325,7 +325,8 @@ def _train_one(args, name, recipe, n_recipes):
     steps_per_epoch = len(train_recs) // batch
     log = {"recipe": recipe, "name": name, "device": str(dev), "torch": torch.__version__,
            "train_faces": len(train_recs), "val_faces": len(val_recs), "steps_per_epoch": steps_per_epoch,
-           "epochs": [], "seed": args.seed, "command": list(sys.argv)}
+           "epochs": [], "seed": args.seed, "command": list(sys.argv),
+           "input": cfg["input"], "neighbors": neighbors.tolist(), "head_init_std": cfg["head_init_std"]}
 
     def evaluate():
         model.eval()
@@ -425,6 +426,12 @@ def import_run(args) -> int:
     arch, config = resolve(PRESET)
     if not np.allclose(merge_matrix(config.neighbors), pipnet.nrm_merge_matrix(config.neighbors)):
         raise SystemExit("bench/pipnet_gpu.py: merge_matrix differs from tfalign.models.pipnet.nrm_merge_matrix")
+    # The GPU side read the input spec and neighbour table from pipnet_mbv3's config.json (no TensorFlow there to
+    # resolve the preset): they must be the preset's, or the heads would be read against other neighbours.
+    preset = json.loads(json.dumps({"input": to_dict(config.input), "neighbors": [list(r) for r in config.neighbors]}))
+    for key in ("input", "neighbors"):
+        if key in log and log[key] != preset[key]:
+            raise SystemExit(f"bench/pipnet_gpu.py: {args.source}: the run's {key} differs from the {PRESET} preset's")
     model = arch.build(config)
     try:
         set_keras_weights(model, unpack(log["index"], chunks))

@@ -78,3 +78,78 @@ def test_inter_ocular_nme_uses_the_outer_eye_corners():
     truth[0, 45, 0] = 0.5  # outer corners 36 (at 0) and 45: distance 0.5
     pred = truth + np.array([0.05, 0.0], np.float32)
     np.testing.assert_allclose(gpu.inter_ocular_nme(pred, truth), [0.1], rtol=1e-6)
+
+
+def _fake_gpu_run(folder, model, config, lfpw, **log_changes):
+    """What `train` leaves for one recipe, made from a Keras model: its outputs are the reference to reproduce."""
+    import json
+
+    from tfalign.data import spec as data_spec
+    from tfalign.training.data import make_dataset
+    val = data_spec.split_records(data_spec.load_records(f"300w:{lfpw}"), "val")[:gpu.VERIFY_FACES]
+    batch = next(iter(make_dataset(val, config.input, training=False, batch_size=len(val), seed=0)))
+    order = np.argsort(batch["index"].numpy())
+    out = model(batch["image"], training=False)
+    per_layer = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
+    index, chunks = gpu.pack(per_layer)
+    for k, c in enumerate(chunks):
+        (folder / f"R_weights{k}.bin").write_bytes(c)
+    log = {"index": index, "chunks": len(chunks), "recipe": {"optimizer": "adamw", "lr": 1e-3, "batch": 16,
+                                                              "weight_decay": 0.05},
+           "epochs": [{"epoch": 1, "loss": 1.0, "lr": 0.0, "seconds": 1.0, "val_nme": 0.5}], "seconds": 1.0,
+           "steps_per_epoch": 45, "torch": "test", "device": "cpu", "command": ["train"],
+           "input": json.loads(json.dumps(to_dict(config.input))), "neighbors": [list(r) for r in config.neighbors],
+           "verify": {"landmarks": out["landmarks"].numpy()[order].tolist(),
+                      "score": out["score"].numpy()[order].tolist()}}
+    log.update(log_changes)
+    (folder / "R_log.json").write_text(json.dumps(log))
+
+
+@pytest.mark.needs_data
+def test_import_writes_a_run_and_refuses_weights_or_settings_that_do_not_match(tmp_path, shared_data):
+    from tfalign._keras import keras
+    from tfalign.training import load_model_dir
+    lfpw = shared_data / "lfpw" / "trainset"
+    arch, config = resolve("pipnet_r18")
+    keras.utils.set_random_seed(0)
+    model = arch.build(config)
+    # Cast to float16 first: that is what travels, so the reference must be computed from it.
+    for layer in model.layers:
+        layer.set_weights([w.astype(np.float16).astype(np.float32) for w in layer.get_weights()])
+    src = tmp_path / "gpu"
+    src.mkdir()
+    _fake_gpu_run(src, model, config, lfpw)
+    argv = ["import", "--from", str(src), "--recipe", "R", "--data", f"300w:{lfpw}"]
+    assert gpu.main(argv + ["--out", str(tmp_path / "run")]) == 0
+    _, run_config, loaded = load_model_dir(str(tmp_path / "run"))
+    assert run_config.train.optimizer == "adamw" and run_config.train.schedule == "cosine"
+    np.testing.assert_array_equal(loaded.get_layer("pip_score").get_weights()[0],
+                                  model.get_layer("pip_score").get_weights()[0])
+
+    # A layout mistake (here: two convolutions of the same shape swapped) changes the outputs: refused.
+    a, b = model.get_layer("resnet18_layer1_0_conv1"), model.get_layer("resnet18_layer1_0_conv2")
+    wa, wb = a.get_weights(), b.get_weights()
+    a.set_weights(wb)
+    b.set_weights(wa)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _fake_gpu_run(bad, model, config, lfpw)
+    a.set_weights(wa)
+    b.set_weights(wb)
+    import json
+    log = json.loads((src / "R_log.json").read_text())
+    (bad / "R_log.json").write_text(json.dumps({**json.loads((bad / "R_log.json").read_text()),
+                                                 "verify": log["verify"]}))
+    with pytest.raises(SystemExit, match="do not reproduce"):
+        gpu.main(["import", "--from", str(bad), "--recipe", "R", "--data", f"300w:{lfpw}", "--out",
+                  str(tmp_path / "run_bad")])
+
+    # A run trained against another neighbour table: refused before anything is written.
+    other = tmp_path / "other"
+    other.mkdir()
+    table = [list(r) for r in config.neighbors]
+    _fake_gpu_run(other, model, config, lfpw, neighbors=[r[::-1] for r in table])
+    with pytest.raises(SystemExit, match="neighbors differs"):
+        gpu.main(["import", "--from", str(other), "--recipe", "R", "--data", f"300w:{lfpw}", "--out",
+                  str(tmp_path / "run_other")])
+    assert not (tmp_path / "run_other").exists()
