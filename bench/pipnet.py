@@ -119,6 +119,15 @@ def int8_check(arch, config, model, val_records) -> dict:
             "val_nme_int8": float(np.mean(nme_int8)), "val_nme_float_same_crops": float(np.mean(nme_float))}
 
 
+def _by_preset(items) -> dict:
+    """``["PRESET=DIR", ...]`` → {preset: [dirs in the given order]}."""
+    out = {}
+    for item in items:
+        preset, _, folder = item.partition("=")
+        out.setdefault(preset, []).append(folder)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", action="append", default=[], metavar="PRESET=DIR",
@@ -126,7 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=f"300w:{LFPW}#train", help="training spec timed for seconds/epoch")
     p.add_argument("--val", default=f"300w:{LFPW}#val", help="validation spec (default: LFPW #val)")
     p.add_argument("--timing-steps", type=int, default=5, help="training steps timed per variant (0: skip)")
-    p.add_argument("--int8", action="store_true", help="check full-int8 TFLite of the shipped pipnet_mbv3")
+    p.add_argument("--int8", action="store_true", help="check full-int8 TFLite of every shipped variant")
     p.add_argument("--base-run", action="append", default=[], metavar="PRESET=DIR",
                    help="for a --run fine-tuned from earlier weights (--init): the run those weights came from, so "
                         "every run's command is recorded; repeat it, oldest first, for a chain of runs")
@@ -170,14 +179,7 @@ def main(argv=None) -> int:
         return 0
 
     runs = dict(item.split("=", 1) for item in args.run)
-    also = {}
-    for item in args.also:
-        preset, _, folder = item.partition("=")
-        also.setdefault(preset, []).append(folder)
-    bases = {}
-    for item in args.base_run:
-        preset, _, folder = item.partition("=")
-        bases.setdefault(preset, []).append(folder)
+    also, bases = _by_preset(args.also), _by_preset(args.base_run)
     unknown = sorted((set(runs) | set(bases) | set(also)) - set(VARIANTS))
     if unknown:
         print(f"bench/pipnet.py: error: --run: unknown variant(s) {unknown} (use {', '.join(VARIANTS)})",
@@ -256,12 +258,12 @@ def main(argv=None) -> int:
         shipped = os.path.join(REPO, "tfalign", "weights", name)
         if not os.path.isfile(os.path.join(shipped, P.WEIGHTS_FILE)):
             continue
-        model, config = P.load_pretrained(shipped)
-        arch, _ = resolve(name)
         key = f"shipped_{name}_float16"
         if name not in runs and key in previous:  # --keep: a variant not re-run keeps its shipped check too
             results[key] = previous[key]
             continue
+        model, config = P.load_pretrained(shipped)
+        arch, _ = resolve(name)
         results[key] = {"val": validate(arch, config, model, val_records)}
         if args.int8:
             results[key]["int8_tflite"] = int8_check(arch, config, model, val_records)
