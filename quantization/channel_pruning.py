@@ -7,12 +7,13 @@ every weight that reads them, shrinks the dense tensors themselves: fewer MACs *
 How the model is cut (on the functional graph, no per-architecture code):
 
 1. **Channel spaces.** Every tensor's last axis is a list of segments, each a *channel space* (union-find id).
-   ``Conv2D``/``Dense``/``Conv2DTranspose`` start a new space (their filters). Per-channel layers
+   ``Conv2D``/``Dense``/``Conv2DTranspose``/``SeparableConv2D`` start a new space (their filters). Per-channel layers
    (``BatchNormalization``, activations, padding, pooling, resizing, ``DepthwiseConv2D`` with multiplier 1,
    layers declaring ``elementwise = True`` such as the MobileNetV3 ``HardSwish``, elementwise ``TFOpLambda`` with
    scalars) pass their input's space through. ``Add``/``Multiply``/... tie their
    inputs' spaces into one (a residual stage, a squeeze-excite gate): they share one kept-index set.
-   ``Concatenate`` lays its inputs' segments side by side.
+   ``Concatenate`` lays its inputs' segments side by side; a layer declaring ``repeats_channels = k`` (dense
+   U-Net's ``ReplicateChannels``) lays its input's segments side by side k times.
 2. **What may not change.** Model inputs and outputs, and every input of a layer the rules above do not cover
    (custom layers such as ``PointPatches``/``SoftArgmax``/``PIPDecode``, ``GroupConv2D``, reshapes, layers used
    twice) keep all their channels. A space is prunable when it is produced only by convolutions/dense layers
@@ -59,7 +60,9 @@ _ELEMENTWISE_OPS = {"__operators__.add", "math.add", "math.multiply", "math.subt
 
 
 def _is_producer(layer) -> bool:
-    if isinstance(layer, _L.DepthwiseConv2D) or isinstance(layer, _L.SeparableConv2D):
+    if isinstance(layer, _L.SeparableConv2D):  # depthwise then pointwise: its filters are the pointwise ones
+        return True
+    if isinstance(layer, _L.DepthwiseConv2D):
         return False
     if isinstance(layer, _L.Conv2D):  # Conv2DTranspose included
         return getattr(layer, "groups", 1) == 1
@@ -191,6 +194,9 @@ class _Graph:
                 return [list(in_segs[0])]
         if isinstance(layer, _L.Concatenate) and layer.axis in (-1, len(outputs[0].shape) - 1):
             return [[s for segs in in_segs for s in segs]]
+        times = getattr(layer, "repeats_channels", 0)
+        if times and len(inputs) == 1 and len(outputs) == 1:  # e.g. dense U-Net's ReplicateChannels: [x] * times
+            return [list(in_segs[0]) * int(times)]
         why = f"read by {type(layer).__name__} '{layer.name}'"
         self.fix(flat, why)
         return [[self.new(channels(t), f"output of {type(layer).__name__} '{layer.name}'")] for t in outputs]
@@ -224,7 +230,7 @@ class PruningPlan:
 
 
 def _layer_scores(layer, criterion: str, model) -> np.ndarray:
-    kernel = np.asarray(layer.kernel.numpy())
+    kernel = np.asarray((layer.pointwise_kernel if isinstance(layer, _L.SeparableConv2D) else layer.kernel).numpy())
     if isinstance(layer, _L.Conv2DTranspose):
         kernel = np.moveaxis(kernel, 2, -1)
     return np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
@@ -347,6 +353,13 @@ def _take(a, idx, axis):
 
 def _slice_weights(layer, in_idx, out_idx) -> list:
     weights = [np.asarray(w) for w in layer.get_weights()]
+    if isinstance(layer, _L.SeparableConv2D):
+        depthwise, pointwise = weights[:2]
+        mult = depthwise.shape[3]
+        # Pointwise input channel i·m + j reads depthwise output j of input channel i.
+        pw_in = None if in_idx is None else (np.asarray(in_idx)[:, None] * mult + np.arange(mult)).reshape(-1)
+        out = [_take(depthwise, in_idx, 2), _take(_take(pointwise, pw_in, 2), out_idx, 3)]
+        return out + [_take(b, out_idx, 0) for b in weights[2:]]
     if isinstance(layer, _L.DepthwiseConv2D):
         out = [_take(weights[0], in_idx, 2)]
         return out + [_take(b, in_idx, 0) for b in weights[1:]]

@@ -9,6 +9,8 @@ individually (``quantize_annotate_layer``) and the model is quantized with ``qua
 layer                                           QAT treatment
 =============================================  =================================================================
 Conv2D, DepthwiseConv2D, Dense, BN, ReLU, ...  tfmot's default 8-bit registry (Conv+BN folding, per-channel)
+BN not after a convolution                      :class:`OutputQuantizeConfig` (pre-activation blocks: MUL/ADD int8)
+``SeparableConv2D``                             annotated for tfmot's layout transform (→ depthwise + 1 × 1 conv)
 ``GroupConv2D``                                 :class:`GroupConvQuantizeConfig`: per-tensor symmetric 8-bit kernel,
                                                 8-bit output (one int8 CONV_2D with groups in TFLite; the
                                                 ``depthwise`` form is trained and converted as ``native``)
@@ -28,14 +30,16 @@ soft-argmax family (``SoftArgmax``,             :class:`FloatQuantizeConfig`: le
 ``SpatialSoftmax``, ``SumSoftArgmax``,          H·W cells has int8 output scale 1/256 (the map collapses) and an
 ``RefineOffset``, ``PIPDecode``)                8-bit coordinate is a 1/255 grid (../shared/STACK.md); in TFLite the
                                                 heatmaps are dequantized once and the expectation runs in float, as
-                                                in the PTQ export (``keep_float_in_int8``)
+                                                in the PTQ export (``keep_float_in_int8``); the converter quantizes
+                                                a softmax regardless, so :func:`convert` rewrites these layers' ops
+                                                to float (:func:`float_layers`)
 any layer with ``keep_float_in_int8 = True``     float, like in the PTQ export (``presets.keeps_float``), e.g. the
                                                 two-stage model's ``RoIAlign``
 anything else                                   left float (not annotated), listed by :func:`coverage`
 =============================================  =================================================================
 
 The QAT model trains with the shared trainer (:func:`quantization.pruning.fine_tune`) and converts with
-:func:`convert` (``presets.for_qat()`` + :func:`float_islands`).
+:func:`convert` (``presets.for_qat()`` + :func:`float_layers` + :func:`float_islands`).
 
 Example::
 
@@ -118,8 +122,12 @@ def _mobile_layers():
                                                "PIPDecode", "HardSwish", "HardSigmoid")}
 
 
-def rule(layer) -> str:
-    """Which treatment ``layer`` gets: ``registry`` | ``output`` | ``groupconv`` | ``noop`` | ``float`` | ``none``."""
+def rule(layer, foldable=None) -> str:
+    """Which treatment ``layer`` gets: ``registry`` | ``output`` | ``groupconv`` | ``noop`` | ``float`` | ``none``.
+
+    ``foldable``: names of the BatchNormalization layers tfmot folds into their convolution (:func:`foldable_norms`
+    of the model being quantized); without it a BN counts as foldable when it directly follows a convolution.
+    """
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry as registry)
     custom = _mobile_layers()
@@ -142,8 +150,13 @@ def rule(layer) -> str:
         return "noop"
     if isinstance(layer, _L.InputLayer):
         return "none"
+    if isinstance(layer, _L.SeparableConv2D):
+        return "registry"  # not in tfmot's registry, but its layout transform splits it into depthwise + 1 × 1
     if isinstance(layer, _L.BatchNormalization):
-        return "registry"  # folded into the preceding convolution by quantize_apply's transforms
+        # After a convolution quantize_apply's transforms fold it into the kernel; a pre-activation BN (dense
+        # U-Net's blocks: BN → ReLU → conv) has nothing to fold into and tfmot refuses it: its output is quantized.
+        folds = _follows_conv(layer) if foldable is None else layer.name in foldable
+        return "registry" if folds else "output"
     if registry.Default8BitQuantizeRegistry().supports(layer):
         return "registry"
     if isinstance(layer, (_L.Multiply, _L.Rescaling)) or getattr(layer, "elementwise", False):
@@ -151,6 +164,36 @@ def rule(layer) -> str:
     # TFOpLambda (tensor operators, e.g. MobileNetV3's hard-swish ``relu6(x + 3) * (1/6)``) stays float: tfmot's
     # quantize_apply cannot re-clone an annotated TFOpLambda (its input arrives as a list; tests/test_qat.py).
     return "none"
+
+
+def _foldable_conv(layer) -> bool:
+    return isinstance(layer, (_L.Conv2D, _L.DepthwiseConv2D)) and getattr(layer, "groups", 1) == 1
+
+
+def _follows_conv(layer) -> bool:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return False
+    inbound = nodes[0].inbound_layers
+    inbound = inbound if not isinstance(inbound, (list, tuple)) else (inbound[0] if len(inbound) == 1 else None)
+    return _foldable_conv(inbound) and len(getattr(inbound, "_outbound_nodes", [])) == 1
+
+
+def foldable_norms(model) -> set:
+    """BatchNormalization layers of ``model`` that directly follow a convolution read by nothing else: tfmot's
+    Conv+BN transforms fold exactly these. Counted on ``model``'s own graph, since a layer also used in another
+    model (a distillation teacher, a stripped pruning copy) has nodes there too."""
+    inbound, readers = {}, {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            parents = node.inbound_layers
+            parents = list(parents) if isinstance(parents, (list, tuple)) else [parents]
+            inbound[node.layer.name] = parents
+            for p in parents:
+                readers[p.name] = readers.get(p.name, 0) + 1
+    return {layer.name for layer in model.layers if isinstance(layer, _L.BatchNormalization)
+            and len(inbound.get(layer.name, [])) == 1 and _foldable_conv(inbound[layer.name][0])
+            and readers.get(inbound[layer.name][0].name) == 1}
 
 
 def _float_island_layer(layer) -> bool:
@@ -218,17 +261,191 @@ def float_islands(model_bytes: bytes, ops=("HARD_SWISH",)) -> bytes:
     return bytes(fb.convert_object_to_bytearray(model))
 
 
+# Ops that only move or select values: exact in int8, so they are made float only when everything they read is.
+_MOVERS = ("RESHAPE", "TRANSPOSE", "CONCATENATION", "STRIDED_SLICE", "SLICE", "SQUEEZE", "EXPAND_DIMS", "PACK",
+           "UNPACK", "GATHER", "GATHER_ND", "SPLIT", "SPLIT_V")
+
+
+def float_layers(model_bytes: bytes, model) -> bytes:
+    """Run the ops of ``model``'s float-kept layers (rule ``float``: the soft-argmax family, ``keep_float_in_int8``)
+    in float, as the PTQ export's denylist does.
+
+    The QAT converter has no denylist: a softmax whose input carries a fake-quant range becomes an int8 SOFTMAX
+    (fixed output scale 1/256: a map over thousands of cells rounds to 0) and the soft-argmax FULLY_CONNECTED after
+    it int8 too, whatever the layer's QuantizeConfig says (DeCaFA's QAT export output all-zero points). Each int8
+    op attributed to such a layer (by the layer scope in its output tensor name, ``mobile_export.tflite``) is
+    rewritten to float: int8 activations it reads get a DEQUANTIZE, int8 constants (weights, bias) are dequantized
+    in place, its outputs become float and get a QUANTIZE only where an int8 op still reads them. Value-moving ops
+    (reshape, transpose, slice...) after it follow when all they read is float, and a DEQUANTIZE of a float
+    result is dropped, so the points leave the model at float precision.
+    """
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    from mobile_export.tflite import _scope_of  # the same op → layer attribution as the PTQ denylist
+
+    names, keep = set(), set()
+    for layer in model.submodules:
+        if not isinstance(layer, keras.layers.Layer):
+            continue
+        names.add(layer.name)
+        inner = getattr(layer, "layer", layer)  # tfmot's QuantizeWrapper "quant_x" around layer x
+        if inner is not layer and not isinstance(inner, keras.layers.Layer):
+            continue
+        if rule(inner) == "float":
+            keep.update({layer.name, inner.name})
+    if not keep:
+        return model_bytes
+    builtin = schema.BuiltinOperator
+    op_names = {v: k for k, v in vars(builtin).items() if not k.startswith("_")}
+    fbm = fb.read_model_from_bytearray(bytearray(model_bytes))
+    codes, sub = fbm.operatorCodes, fbm.subgraphs[0]
+    integer = (schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16)
+    np_type = {schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8,
+               schema.TensorType.INT16: np.int16, schema.TensorType.INT32: np.int32}
+
+    def kind(op) -> str:
+        c = codes[op.opcodeIndex]
+        return op_names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
+
+    def opcode(code: int) -> int:
+        for i, c in enumerate(codes):
+            if max(c.builtinCode, c.deprecatedBuiltinCode) == code:
+                return i
+        c = schema.OperatorCodeT()
+        c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
+        codes.append(c)
+        return len(codes) - 1
+
+    def tname(t) -> str:
+        n = sub.tensors[t].name
+        return n.decode() if isinstance(n, bytes) else str(n)
+
+    def constant(t) -> bool:
+        buf = fbm.buffers[sub.tensors[t].buffer]
+        return buf.data is not None and len(buf.data) > 0
+
+    def quantized(t) -> bool:
+        q = sub.tensors[t].quantization
+        return q is not None and q.scale is not None and len(q.scale) > 0
+
+    def new_float_tensor(src, suffix, data=None) -> int:
+        f = schema.TensorT()
+        f.shape, f.shapeSignature, f.type = src.shape, src.shapeSignature, schema.TensorType.FLOAT32
+        f.name = (src.name.decode() if isinstance(src.name, bytes) else str(src.name)) + suffix
+        f.buffer = 0  # the empty buffer: an activation
+        if data is not None:
+            b = schema.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data, np.float32).tobytes(), np.uint8)
+            fbm.buffers.append(b)
+            f.buffer = len(fbm.buffers) - 1
+        sub.tensors.append(f)
+        return len(sub.tensors) - 1
+
+    def dequantized_constant(t) -> int:
+        src = sub.tensors[t]
+        q = src.quantization
+        raw = np.frombuffer(bytes(bytearray(fbm.buffers[src.buffer].data)), np_type[src.type])
+        values = raw.reshape([int(d) for d in src.shape]) if src.shape is not None and len(src.shape) else raw
+        scale, zero = np.asarray(q.scale, np.float32), np.asarray(q.zeroPoint if q.zeroPoint is not None else [0])
+        if scale.size > 1:  # per-channel along quantizedDimension
+            shape = [1] * values.ndim
+            shape[q.quantizedDimension] = scale.size
+            scale, zero = scale.reshape(shape), zero.reshape(shape) if zero.size > 1 else zero
+        return new_float_tensor(src, "/dequantized", (values.astype(np.float32) - zero) * scale)
+
+    readers = {}
+    for i, op in enumerate(sub.operators):
+        for t in op.inputs:
+            if t >= 0:
+                readers.setdefault(t, []).append(i)
+        # An int8 tensor the converter quantized from a float one (a float softmax's 1/256-step output): float
+        # readers take the float original, not a quantize → dequantize round trip.
+        if kind(op) == "QUANTIZE" and sub.tensors[op.inputs[0]].type == schema.TensorType.FLOAT32:
+            float_source = op.inputs[0]
+            readers.setdefault(("quantized_from", op.outputs[0]), []).append(float_source)
+    graph_outputs = set(sub.outputs)
+    float_of, alias, rewritten, changed = {}, {}, [], False
+    targets = set()
+    for i, op in enumerate(sub.operators):
+        scope = next((s for s in (_scope_of(tname(t), names) for t in op.outputs) if s), None)
+        if scope in keep and kind(op) not in _MOVERS and kind(op) not in ("QUANTIZE", "DEQUANTIZE") and any(
+                sub.tensors[t].type in integer for t in list(op.inputs) + list(op.outputs) if t >= 0):
+            targets.add(i)
+    for i, op in enumerate(sub.operators):
+        op.inputs = [alias.get(t, t) for t in op.inputs]
+        acts = [t for t in op.inputs if t >= 0 and not constant(t)]
+        if kind(op) == "DEQUANTIZE" and acts and all(t in float_of for t in acts):
+            alias[op.outputs[0]] = float_of[acts[0]]  # already float: readers take the float tensor directly
+            changed = True
+            continue
+        follow = (kind(op) in _MOVERS and acts and all(t in float_of for t in acts)
+                  and all(sub.tensors[t].type in integer for t in op.outputs))
+        if i not in targets and not follow:
+            rewritten.append(op)
+            continue
+        changed = True
+        inputs = []
+        for t in op.inputs:
+            if t < 0 or (sub.tensors[t].type not in integer and not (
+                    sub.tensors[t].type == schema.TensorType.INT32 and quantized(t) and constant(t))):
+                inputs.append(t)  # float tensors, int32 shapes/indices
+            elif t in float_of:
+                inputs.append(float_of[t])
+            elif ("quantized_from", t) in readers:
+                float_of[t] = readers[("quantized_from", t)][0]
+                inputs.append(float_of[t])
+            elif constant(t):
+                inputs.append(dequantized_constant(t))
+            else:
+                f = new_float_tensor(sub.tensors[t], "/float")
+                deq = schema.OperatorT()
+                deq.opcodeIndex, deq.inputs, deq.outputs = opcode(builtin.DEQUANTIZE), [t], [f]
+                rewritten.append(deq)
+                float_of[t] = f
+                inputs.append(f)
+        op.inputs = inputs
+        outputs, requantize = [], []
+        for t in op.outputs:
+            if sub.tensors[t].type not in integer:
+                outputs.append(t)
+                continue
+            f = new_float_tensor(sub.tensors[t], "/float")
+            float_of[t] = f
+            outputs.append(f)
+            requantize.append((f, t))
+        op.outputs = outputs
+        rewritten.append(op)
+        for f, t in requantize:
+            # Still read as int8 by an op that stays int8 (or a graph output): quantize back with the same scale.
+            if t in graph_outputs or any(r not in targets for r in readers.get(t, [])):
+                quant = schema.OperatorT()
+                quant.opcodeIndex, quant.inputs, quant.outputs = opcode(builtin.QUANTIZE), [f], [t]
+                rewritten.append(quant)
+    if not changed:
+        return model_bytes
+    sub.operators = rewritten
+    sub.outputs = [alias.get(t, t) for t in sub.outputs]
+    # A QUANTIZE whose int8 result nobody reads any more (its readers were all made float) is dead weight.
+    read = {t for op in sub.operators for t in op.inputs} | set(sub.outputs)
+    sub.operators = [op for op in sub.operators if not (kind(op) == "QUANTIZE" and op.outputs[0] not in read)]
+    return bytes(fb.convert_object_to_bytearray(fbm))
+
+
 def convert(model, io_dtype: str = "float32") -> bytes:
-    """The int8 ``.tflite`` of a QAT model (``presets.for_qat``), slow int8 ops made float islands."""
+    """The int8 ``.tflite`` of a QAT model (``presets.for_qat``): float-kept layers run float
+    (:func:`float_layers`), slow int8 ops made float islands (:func:`float_islands`)."""
     from mobile_export import tflite  # quantization ← mobile_export: imported only when converting
-    return float_islands(tflite.convert(model, preset=presets.for_qat(io_dtype)))
+    return float_islands(float_layers(tflite.convert(model, preset=presets.for_qat(io_dtype)), model))
 
 
 def coverage(model) -> dict:
     """``{rule: [layer names]}`` for ``model``: what QAT will quantize and what stays float."""
     out: dict = {}
+    foldable = foldable_norms(model)
     for layer in model.layers:
-        out.setdefault(rule(layer), []).append(layer.name)
+        out.setdefault(rule(layer, foldable), []).append(layer.name)
     return out
 
 
@@ -236,8 +453,10 @@ def annotate(model):
     """A copy of ``model`` with every layer annotated per :func:`rule` (weights shared with ``model``)."""
     regrouped = {}
 
+    foldable = foldable_norms(model)
+
     def clone(layer):
-        kind = rule(layer)
+        kind = rule(layer, foldable)
         if kind == "groupconv" and layer.impl != "native":
             # The converter makes an int8 CONV_2D of a fake-quantized kernel that feeds the convolution directly;
             # the depthwise form's kernel is reordered first and its pre-sum output has no range, so both would
@@ -279,7 +498,8 @@ def quantize_model(model):
 
 
 __all__ = ["NoOpQuantizeConfig", "FloatQuantizeConfig", "OutputQuantizeConfig", "GroupConvQuantizeConfig", "rule",
-           "coverage", "annotate", "scope", "quantize_model", "float_islands", "convert", "float_weights", "main"]
+           "coverage", "foldable_norms", "annotate", "scope", "quantize_model", "float_layers", "float_islands",
+           "convert", "float_weights", "main"]
 
 
 def float_weights(qat_model, model):

@@ -195,3 +195,34 @@ def test_hard_swish_passes_channels_through():
     slim, plan = cp.prune_channels(model, 0.5, divisor=1, min_channels=1)
     assert slim.get_layer("expand").filters == slim.get_layer("excite").filters == 16
     assert slim.get_layer("out").kernel.shape[2] == 16
+
+
+def test_separable_convolutions_and_replicated_channels_are_cut_consistently():
+    """Dense U-Net's CAB blocks: SeparableConv2D (depth multiplier m) produces, ReplicateChannels tiles."""
+    from tfalign.models.dense_unet import ReplicateChannels
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    a = layers.BatchNormalization(name="a_bn")(layers.Conv2D(8, 3, padding="same", name="a")(inp))
+    s = layers.SeparableConv2D(6, 3, padding="same", depth_multiplier=2, name="sep")(layers.ReLU(name="r")(a))
+    rep = ReplicateChannels(2, name="rep")(s)
+    model = keras.Model(inp, layers.Conv2D(4, 1, name="out")(rep))
+    rng = np.random.default_rng(0)
+    g, b, m, v = model.get_layer("a_bn").get_weights()
+    model.get_layer("a_bn").set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.3, 8), m, v])
+    dead_a, dead_s = [1, 4, 6], [0, 3]
+    k, bias = model.get_layer("a").get_weights()
+    k[..., dead_a], bias[dead_a] = 0.0, 0.0
+    model.get_layer("a").set_weights([k, bias])
+    g, b, m, v = model.get_layer("a_bn").get_weights()
+    g[dead_a], b[dead_a] = 0.0, 0.0
+    model.get_layer("a_bn").set_weights([g, b, m, v])
+    dw, pw, bias = model.get_layer("sep").get_weights()
+    pw[..., dead_s], bias[dead_s] = 0.0, 0.0
+    model.get_layer("sep").set_weights([dw, pw, bias])
+    x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    plan = cp.plan(model, 0.4, divisor=1, min_channels=1)
+    slim = cp.apply(model, plan)
+    assert slim.get_layer("a").filters == 5 and slim.get_layer("sep").filters == 4
+    assert slim.get_layer("sep").depthwise_kernel.shape[2] == 5 and slim.get_layer("sep").pointwise_kernel.shape[2] == 10
+    assert slim.get_layer("out").kernel.shape[2] == 8  # the kept 4 channels, twice
+    np.testing.assert_allclose(slim(x).numpy(), model(x).numpy(), atol=1e-5, rtol=1e-5)

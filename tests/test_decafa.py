@@ -137,3 +137,17 @@ def test_export_contract_names_the_exported_markup_only():
     assert output_schemes(schemes, 68) == ("300w_68",)
     assert scheme_block(output_schemes(schemes, 68))["num_points"] == 68
     assert output_schemes(schemes, 73) == ("300w_68", "mtfl_5")
+
+
+def test_inference_model_works_on_qat_and_stripped_pruned_copies():
+    """The exported markup is taken from the model's outputs: QAT renames layers, strip_pruning shares them."""
+    from quantization import pruning, qat
+    arch, config = tiny()
+    assert config.input.schemes == ("300w_68", "mtfl_5")
+    model = arch.build(config)
+    x = np.random.default_rng(0).normal(size=(1, 32, 32, 1)).astype(np.float32)
+    want = model(x)["landmarks"].numpy()[:, :68]
+    np.testing.assert_allclose(arch.inference_model(config, model)(x).numpy(), want, atol=1e-6)
+    stripped = pruning.strip(pruning.prune_model(pruning.copy_model(model), 0.5, end_step=10))
+    assert arch.inference_model(config, stripped)(x).shape == (1, 68, 2)
+    assert arch.inference_model(config, qat.quantize_model(model))(x).shape == (1, 68, 2)

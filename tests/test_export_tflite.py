@@ -75,6 +75,7 @@ def test_keeps_float_policy_is_by_layer_type_with_an_override():
     from mobile_export.tflite import keeps_float
     from tfalign.layers import SoftArgmax, SpatialSoftmax
     assert keeps_float(SoftArgmax("softmax")) and keeps_float(SpatialSoftmax())
+    assert keeps_float(SoftArgmax("none"))  # reads a distribution: int8 cells would lose its mass (DeCaFA)
     assert not keeps_float(SoftArgmax("sum"))
     layer = SoftArgmax("sum")
     layer.keep_float_in_int8 = True

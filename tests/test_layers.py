@@ -66,12 +66,17 @@ def test_gradients_flow_to_features_and_points_inside_the_map():
     assert float(v) == 0.0 and float(tf.reduce_sum(tf.abs(tape.gradient(v, far)))) == 0.0
 
 
-def test_point_patches_are_bilinear_samples_on_a_grid():
+@pytest.mark.parametrize("impl,size,spacing", [("corners", 3, 1.5), ("separable", 3, 1.5), ("separable", 4, 0.6),
+                                               ("auto", 5, 0.3), ("separable", 2, 0.0),
+                                               ("separable", 8, 0.6)])
+def test_point_patches_are_bilinear_samples_on_a_grid(impl, size, spacing):
     rng = np.random.default_rng(2)
     feat = rng.normal(size=(2, 10, 12, 4)).astype(np.float32)
-    centres = rng.uniform(-0.1, 1.1, (2, 5, 2)).astype(np.float32)
-    size, spacing = 3, 1.5
-    got = PointPatches(size, spacing)([feat, centres]).numpy()
+    # Centres inside, on and well beyond the map: both forms clip into the zero ring the same way.
+    centres = rng.uniform(-0.3, 1.3, (2, 5, 2)).astype(np.float32)
+    centres[0, 0] = [0.0, 1.0]
+    centres[1, 0] = [-2.0, 3.0]
+    got = PointPatches(size, spacing, impl=impl)([feat, centres]).numpy()
     assert got.shape == (2, 5, size, size, 4)
     offs = (np.arange(size) - (size - 1) / 2) * spacing
     for b in range(2):
@@ -83,14 +88,25 @@ def test_point_patches_are_bilinear_samples_on_a_grid():
                                                atol=1e-5)
 
 
-@pytest.mark.parametrize("layer", [BilinearSample(normalized=True), PointPatches(4, 0.5)])
+def test_point_patches_auto_picks_the_separable_form_for_sub_pixel_spacing_only():
+    assert PointPatches(8, 0.6).resolved_impl(32, 32) == "separable"
+    assert PointPatches(8, 1.0).resolved_impl(32, 32) == "corners"
+    assert PointPatches(8, 0.6).resolved_impl(6, 9) == "corners"  # the 7-pixel window does not fit
+    with pytest.raises(ValueError, match="impl must be one of auto|corners|separable"):
+        PointPatches(4, impl="gather")
+    with pytest.raises(ValueError, match="needs a 7-pixel window"):
+        PointPatches(8, 0.6, impl="separable")([np.zeros((1, 6, 9, 1), np.float32), np.zeros((1, 1, 2), np.float32)])
+
+
+@pytest.mark.parametrize("layer", [BilinearSample(normalized=True), PointPatches(4, 0.5, impl="corners")])
 def test_sampling_layers_round_trip_their_config(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     assert keras.utils.get_registered_object(keras.utils.get_registered_name(type(layer))) is type(layer)
 
 
-def test_sampler_converts_to_builtin_tflite_ops_without_boolean_masks():
+@pytest.mark.parametrize("spacing", [1.0, 0.6])
+def test_sampler_converts_to_builtin_tflite_ops_without_boolean_masks(spacing):
     """The padded form needs no comparisons or LOGICAL_AND (slow outside XNNPACK) and no Flex ops."""
     from mobile_export import tflite as tfl
     feats = keras.Input((8, 8, 16), batch_size=1)
@@ -98,11 +114,12 @@ def test_sampler_converts_to_builtin_tflite_ops_without_boolean_masks():
     raw = keras.layers.Dense(34, activation="sigmoid", kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(
         keras.layers.GlobalAveragePooling2D()(feats))
     pts = keras.layers.Reshape((17, 2))(keras.layers.Rescaling(1.4, offset=-0.2)(raw))
-    model = keras.Model(feats, PointPatches(4, 1.0)([feats, pts]))
+    model = keras.Model(feats, PointPatches(4, spacing)([feats, pts]))
     blob = tfl.convert(model)
     tfl.check_builtin(blob)
     ops = set(tfl.op_names(blob))
-    assert "GATHER" in ops and "PAD" in ops
+    assert "GATHER" in ops and ("PAD" in ops) == (spacing >= 1.0)
+    assert ("BATCH_MATMUL" in ops) == (spacing < 1.0)
     assert not ops & {"LOGICAL_AND", "GREATER_EQUAL", "LESS_EQUAL", "SELECT", "SELECT_V2"}
     f = np.random.default_rng(3).normal(size=(1, 8, 8, 16)).astype(np.float32)
     np.testing.assert_allclose(tfl.Runner(blob)(f), model.predict(f, verbose=0), atol=1e-5)

@@ -173,12 +173,15 @@ class DeCaFA(Architecture):
         """The primary markup (first scheme) from the last stage, or from stage ``exit_stage`` (early exit).
 
         A functional sub-model of an earlier stage's output contains only the layers that output depends on, so
-        an early-exit model really runs only the first s stages.
+        an early-exit model really runs only the first s stages. Taken from the model's outputs, not a layer by
+        name: a QAT copy renames its layers (``quant_…``) and a stripped pruned model shares layer objects with
+        the pruning graph, whose ``layer.output`` belongs to that other graph.
         """
         stage = config.exit_stage or config.num_stages
         n = get_scheme(config.input.schemes[0]).num_points
-        lm = model.get_layer(f"s{stage}_argmax0").output
-        assert lm.shape[1] == n
+        lm = model.output[f"landmarks_stage{stage}"]
+        if lm.shape[1] != n:
+            lm = lm[:, :n]  # the primary markup comes first (chained transfer layers run in scheme order)
         return keras.Model(model.input, lm, name=f"decafa_exit{stage}")
 
 

@@ -89,6 +89,10 @@ class ReplicateChannels(keras.layers.Layer):
         super().__init__(**kwargs)
         self.times = int(times)
 
+    @property
+    def repeats_channels(self) -> int:  # channel pruning follows the tiling (quantization.channel_pruning)
+        return self.times
+
     def call(self, x):
         return tf.concat([x] * self.times, axis=-1)
 
