@@ -17,7 +17,8 @@ says so). Every fine-tune runs through the trainer with a cosine learning-rate d
   TFLite.
 * ``ptq_int8``: full-integer post-training quantization of the float model, calibrated on ``--calibration-size``
   training faces (``quantization.calibration``); soft-argmax family kept float (``presets.keeps_float``).
-* ``qat_int8``: tfmot QAT copy (``quantization.qat``) fine-tuned through the trainer, converted with
+* ``qat_int8``: tfmot QAT copy (``quantization.qat``), activation ranges set on the ``--calibration-size``
+  faces (``qat.calibrate_ranges``), fine-tuned through the trainer, converted with
   ``qat.convert`` (``presets.for_qat()``; HARD_SWISH kept a float island, as in the PTQ export).
 
 Measured per variant: validation NME (inter-ocular, on ``--val``, through the .tflite with LiteRT), params
@@ -287,7 +288,9 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
 
     def _qat_int8():
         from quantization import qat
-        qmodel, ft = finetune(lambda: qat.quantize_model(base), arch, config, args, "qat", workdir)
+        crops = calibration.calibration_crops(spec, args.data, args.calibration_size)
+        batches = [crops[i:i + 8] for i in range(0, len(crops), 8)]
+        qmodel, ft = finetune(lambda: qat.quantize_model(base, batches), arch, config, args, "qat", workdir)
         data = qat.convert(arch.inference_model(config, qmodel))
         record("qat_int8", base, data, {"finetune": ft, "int8_coverage": tflite.inspect(data)["int8_coverage"]},
                float_bytes)

@@ -202,6 +202,19 @@ def _float_island_layer(layer) -> bool:
     return bool(getattr(layer, "keep_float_in_int8", False)) and bool(getattr(layer, "elementwise", False))
 
 
+def _opcode_index(codes, code: int) -> int:
+    """Index of builtin ``code`` in a model's operator-code table, appended (version 1) when missing."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    for i, c in enumerate(codes):
+        if max(c.builtinCode, c.deprecatedBuiltinCode) == code:
+            return i
+    c = schema.OperatorCodeT()
+    c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
+    codes.append(c)
+    return len(codes) - 1
+
+
 def float_islands(model_bytes: bytes, ops=("HARD_SWISH",)) -> bytes:
     """Rewrite every int8/uint8 op of a type in ``ops`` as DEQUANTIZE → float op → QUANTIZE (same scales).
 
@@ -228,13 +241,7 @@ def float_islands(model_bytes: bytes, ops=("HARD_SWISH",)) -> bytes:
         return max(c.builtinCode, c.deprecatedBuiltinCode)
 
     def opcode(code: int) -> int:
-        for i, c in enumerate(codes):
-            if max(c.builtinCode, c.deprecatedBuiltinCode) == code:
-                return i
-        c = schema.OperatorCodeT()
-        c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
-        codes.append(c)
-        return len(codes) - 1
+        return _opcode_index(codes, code)
 
     integer = (schema.TensorType.INT8, schema.TensorType.UINT8)
     for sub in model.subgraphs:
@@ -310,13 +317,7 @@ def float_layers(model_bytes: bytes, model) -> bytes:
         return op_names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
 
     def opcode(code: int) -> int:
-        for i, c in enumerate(codes):
-            if max(c.builtinCode, c.deprecatedBuiltinCode) == code:
-                return i
-        c = schema.OperatorCodeT()
-        c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
-        codes.append(c)
-        return len(codes) - 1
+        return _opcode_index(codes, code)
 
     def tname(t) -> str:
         n = sub.tensors[t].name
@@ -486,20 +487,87 @@ def scope():
     return _q.quantize_scope(objects)
 
 
-def quantize_model(model):
+def quantize_model(model, calibration=None):
     """The quantization-aware copy of ``model`` (fake-quant nodes per :data:`rule`), weights copied.
 
     Output structure is kept (a dict of outputs stays a dict), so the architecture's loss and the trainer work
-    on it unchanged.
+    on it unchanged. ``calibration``: input batches (an iterable of arrays) that set every activation range before
+    training starts (:func:`calibrate_ranges`); without them tfmot's ranges start at [-6, 6].
     """
     annotated = annotate(model)
     with scope():
-        return _q.quantize_apply(annotated)
+        qat_model = _q.quantize_apply(annotated)
+    if calibration is not None:
+        calibrate_ranges(qat_model, model, calibration)
+    return qat_model
+
+
+def calibrate_ranges(qat_model, model, batches) -> dict:
+    """Start every activation range of ``qat_model`` where ``model``'s own tensors are on ``batches``.
+
+    tfmot's moving-average quantizers start at [-6, 6] and move with decay 0.999: after the few hundred steps of a
+    QAT fine-tune a tensor that spans ±20 (pre-activation BN outputs, heatmap logits) is still clipped at ±6, and
+    a ReLU output wastes half its 256 steps on negatives. Each range is set to the min and max over ``batches`` of
+    the float model's tensor that the quantizer sees (layer ``x`` ↔ wrapper ``quant_x``;
+    a QuantizeLayer reads the tensor of the layer before it), always including 0. Returns ``{layer: (lo, hi)}``.
+    """
+    import numpy as np
+
+    targets = {}
+    for layer in qat_model.layers:
+        found = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+        # tfmot's input QuantizeLayer names its range after the layer (quantize_layer_1_min in a second model).
+        found.update({k: found[f"{layer.name}{k[len('quantize_layer'):]}"] for k in ("quantize_layer_min",
+                      "quantize_layer_max") if f"{layer.name}{k[len('quantize_layer'):]}" in found})
+        if "quantize_layer_min" in found:
+            inbound = layer._inbound_nodes[0].inbound_layers  # qat_model was just built: one node
+            inbound = inbound[0] if isinstance(inbound, (list, tuple)) else inbound
+            source = getattr(inbound, "layer", inbound).name
+            targets.setdefault(source, []).append((found["quantize_layer_min"], found["quantize_layer_max"]))
+        inner = getattr(layer, "layer", None)
+        for kind in ("output", "post_activation"):
+            if inner is not None and f"{kind}_min" in found:
+                targets.setdefault(inner.name, []).append((found[f"{kind}_min"], found[f"{kind}_max"]))
+    names, tensors = [], []
+    for name in targets:
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            continue
+        try:
+            out = layer.output
+        except AttributeError:  # used in several graphs: the model's own is its first node
+            out = layer.get_output_at(0)
+        if not isinstance(out, (list, tuple, dict)):
+            names.append(name)
+            tensors.append(out)
+    if not names:
+        return {}
+    probe = keras.Model(model.inputs, tensors)
+    lows, highs = [], []
+    for batch in batches:
+        outs = probe(batch, training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        lows.append([float(np.min(o)) for o in outs])
+        highs.append([float(np.max(o)) for o in outs])
+    if not lows:
+        raise ValueError("calibrate_ranges: no calibration batches")
+    lo, hi = np.min(lows, axis=0), np.max(highs, axis=0)  # as the PTQ converter's calibration: all batches
+    ranges = {}
+    for name, a, b in zip(names, lo, hi):
+        a, b = min(float(a), 0.0), max(float(b), 0.0)
+        if b - a < 1e-6:
+            continue
+        for vmin, vmax in targets[name]:
+            vmin.assign(a)
+            vmax.assign(b)
+        ranges[name] = (a, b)
+    return ranges
 
 
 __all__ = ["NoOpQuantizeConfig", "FloatQuantizeConfig", "OutputQuantizeConfig", "GroupConvQuantizeConfig", "rule",
-           "coverage", "foldable_norms", "annotate", "scope", "quantize_model", "float_layers", "float_islands",
-           "convert", "float_weights", "main"]
+           "coverage", "foldable_norms", "annotate", "scope", "quantize_model", "calibrate_ranges", "float_layers",
+           "float_islands", "convert", "float_weights", "main"]
 
 
 def float_weights(qat_model, model):
@@ -528,8 +596,8 @@ def float_weights(qat_model, model):
 
 _CLI_DOC = """Quantization-aware training of a trained tfalign model: ``python -m quantization.qat``.
 
-The model is copied with tfmot fake-quant nodes (quantization.qat rules: the package's own layers included), fine-
-tuned through the trainer at a low learning rate, and converted to a full-integer TFLite (the soft-argmax family
+The model is copied with tfmot fake-quant nodes (quantization.qat rules: the package's own layers included), its
+activation ranges set from --calibration-size --data faces, fine-tuned through the trainer at a low learning rate, and converted to a full-integer TFLite (the soft-argmax family
 and MobileNetV3's HARD_SWISH stay float, as in the PTQ export). OUT receives:
   <model>_qat_int8.tflite   the QAT int8 model (float input/output unless --io-dtype)
   best.weights.h5, config.json
@@ -552,14 +620,24 @@ def _run(argv) -> int:
     p = cli.parser("python -m quantization.qat", _CLI_DOC, epochs=3, lr=2e-5)
     p.add_argument("--io-dtype", choices=("float32", "int8", "uint8"), default="float32",
                    help="TFLite input/output tensor type (default float32)")
+    p.add_argument("--calibration-size", type=int, default=32, metavar="N",
+                   help="--data faces that set the activation ranges before fine-tuning (default 32; 0: tfmot's "
+                        "[-6, 6] start)")
     args = p.parse_args(argv)
     cli.check(p, args)
+    if args.calibration_size < 0:
+        p.error(f"--calibration-size must be >= 0, got {args.calibration_size}")
     arch, config, base, source = cli.load(args)
     run = cli.run_settings(args, arch, config)
+    batches = None
+    if args.calibration_size and args.data:
+        from quantization.calibration import calibration_crops
+        crops = calibration_crops(config.input, args.data, args.calibration_size)
+        batches = [crops[i:i + 8] for i in range(0, len(crops), 8)]
     if args.epochs:
-        qmodel, _ = pruning.fine_tune(lambda: quantize_model(base), run, args.out)
+        qmodel, _ = pruning.fine_tune(lambda: quantize_model(base, batches), run, args.out)
     else:
-        qmodel = quantize_model(base)
+        qmodel = quantize_model(base, batches)
     name = args.model or arch.name
     data = convert(arch.inference_model(config, qmodel), io_dtype=args.io_dtype)
     os.makedirs(args.out, exist_ok=True)

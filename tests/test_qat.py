@@ -1,4 +1,6 @@
 """quantization.qat: tfmot QAT over the package's own layers, converted to an int8 TFLite that agrees with Keras."""
+import re
+
 import numpy as np
 import pytest
 
@@ -237,3 +239,28 @@ def test_float_kept_layers_run_float_after_qat_conversion():
     broken = tflite.Runner(raw)(x)
     assert np.abs(broken - ref).max() > 0.1  # what the rewrite fixes (if the converter changes, drop this line)
     assert "CONV_2D" not in " ".join(tflite.inspect(fixed)["float_ops"])  # the convolution stays int8
+
+
+def test_calibrated_ranges_cover_activations_beyond_six():
+    """tfmot's activation ranges start at [-6, 6] and move with decay 0.999: a tensor reaching 20 stays clipped
+    through a short fine-tune (the dense U-Net's QAT model put every point in a corner). ``calibrate_ranges``
+    starts each range where the float model's tensor is."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = layers.Conv2D(4, 3, padding="same", kernel_initializer=keras.initializers.Constant(2.5), name="c1")(inp)
+    x = layers.ReLU(name="relu")(x)
+    model = keras.Model(inp, layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(0.25),
+                                           name="c2")(x))
+    xs = np.random.default_rng(0).uniform(size=(8, 8, 8, 1)).astype(np.float32)
+    ref = model(xs).numpy()
+    assert ref.max() > 15  # the relu output (4x this) is far beyond 6
+    default = qat.quantize_model(model)
+    calibrated = qat.quantize_model(model, [xs[:4], xs[4:]])
+    ranges = {re.sub(r"_\d+_max$", "_max", w.name.split(":")[0].split("/")[-1]): float(w.numpy())
+              for w in calibrated.weights if w.name.endswith("max:0") and "kernel" not in w.name}
+    assert ranges["output_max"] > 15 and 0.9 < ranges["quantize_layer_max"] < 1.01  # relu output, model input
+    default_err = np.abs(default(xs).numpy() - ref).max()
+    calibrated_err = np.abs(calibrated(xs).numpy() - ref).max()
+    assert default_err > 5 and calibrated_err < min(0.1 * ref.max(), default_err / 5), (default_err, calibrated_err)
+    with pytest.raises(ValueError, match="no calibration batches"):
+        qat.calibrate_ranges(default, model, [])
