@@ -288,8 +288,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
 
     def _qat_int8():
         from quantization import qat
-        crops = calibration.calibration_crops(spec, args.data, args.calibration_size)
-        batches = [crops[i:i + 8] for i in range(0, len(crops), 8)]
+        batches = calibration.calibration_batches(spec, args.data, args.calibration_size)
         qmodel, ft = finetune(lambda: qat.quantize_model(base, batches), arch, config, args, "qat", workdir)
         data = qat.convert(arch.inference_model(config, qmodel))
         record("qat_int8", base, data, {"finetune": ft, "int8_coverage": tflite.inspect(data)["int8_coverage"]},
@@ -380,7 +379,8 @@ def markdown(report: dict) -> str:
             dmacs = f" ({v['macs'] / f['macs'] - 1:+.0%})" if v["macs"] != f["macs"] else ""
             lines.append(f"| {first} | {_label(k, v)} | {v['nme']:.2%} | "
                          f"{'' if k == 'float32' else format(v['nme'] / f['nme'] - 1, '+.1%')} | "
-                         f"{v['macs'] / 1e6:.1f}{dmacs} | {v['size_bytes'] / 1024:.0f} | {v['gzip_bytes'] / 1024:.0f} | "
+                         f"{v['macs'] / 1e6:.1f}{dmacs} | {v['size_bytes'] / 1024:.0f} | "
+                         f"{v['gzip_bytes'] / 1024:.0f} | "
                          f"{v['latency_ms']:.2f} | {f['latency_ms'] / v['latency_ms']:.2f}x |")
     return "\n".join(lines).replace(" %", "%").replace("%", " %")
 

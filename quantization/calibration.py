@@ -46,6 +46,13 @@ def calibration_crops(input_spec, data_spec: Optional[str] = None, count: int = 
     return np.concatenate([b["image"].numpy() for b in ds], axis=0).astype(np.float32)
 
 
+def calibration_batches(input_spec, data_spec: Optional[str] = None, count: int = 64, seed: int = 0,
+                        batch_size: int = 8) -> list:
+    """:func:`calibration_crops` in [≤ batch_size, H, W, C] batches (QAT range calibration)."""
+    crops = calibration_crops(input_spec, data_spec, count, seed)
+    return [crops[i:i + batch_size] for i in range(0, len(crops), batch_size)]
+
+
 def representative_dataset(input_spec, data_spec: Optional[str] = None, count: int = 64, seed: int = 0):
     """A callable for ``presets.for_int8``: each call yields the same ``count`` crops, one [1, H, W, C] at a time.
 
@@ -62,4 +69,4 @@ def representative_dataset(input_spec, data_spec: Optional[str] = None, count: i
     return representative
 
 
-__all__ = ["calibration_records", "calibration_crops", "representative_dataset"]
+__all__ = ["calibration_records", "calibration_crops", "calibration_batches", "representative_dataset"]

@@ -202,17 +202,41 @@ def _float_island_layer(layer) -> bool:
     return bool(getattr(layer, "keep_float_in_int8", False)) and bool(getattr(layer, "elementwise", False))
 
 
+def _builtin_code(operator_code) -> int:
+    # Codes above 127 live only in builtinCode; older files hold small ones only in deprecatedBuiltinCode.
+    return max(operator_code.builtinCode, operator_code.deprecatedBuiltinCode)
+
+
 def _opcode_index(codes, code: int) -> int:
     """Index of builtin ``code`` in a model's operator-code table, appended (version 1) when missing."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     for i, c in enumerate(codes):
-        if max(c.builtinCode, c.deprecatedBuiltinCode) == code:
+        if _builtin_code(c) == code:
             return i
     c = schema.OperatorCodeT()
     c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
     codes.append(c)
     return len(codes) - 1
+
+
+def _float_tensor(model, sub, src, suffix: str, data=None) -> int:
+    """Append a float32 tensor shaped like ``src`` to subgraph ``sub``: an activation, or a constant holding
+    ``data``. Returns its index."""
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    f = schema.TensorT()
+    f.shape, f.shapeSignature, f.type = src.shape, src.shapeSignature, schema.TensorType.FLOAT32
+    f.name = (src.name.decode() if isinstance(src.name, bytes) else str(src.name)) + suffix
+    f.buffer = 0  # the empty buffer: an activation
+    if data is not None:
+        b = schema.BufferT()
+        b.data = np.frombuffer(np.ascontiguousarray(data, np.float32).tobytes(), np.uint8)
+        model.buffers.append(b)
+        f.buffer = len(model.buffers) - 1
+    sub.tensors.append(f)
+    return len(sub.tensors) - 1
 
 
 def float_islands(model_bytes: bytes, ops=("HARD_SWISH",)) -> bytes:
@@ -237,8 +261,7 @@ def float_islands(model_bytes: bytes, ops=("HARD_SWISH",)) -> bytes:
     codes = model.operatorCodes
 
     def code_of(op) -> int:
-        c = codes[op.opcodeIndex]
-        return max(c.builtinCode, c.deprecatedBuiltinCode)
+        return _builtin_code(codes[op.opcodeIndex])
 
     def opcode(code: int) -> int:
         return _opcode_index(codes, code)
@@ -251,14 +274,7 @@ def float_islands(model_bytes: bytes, ops=("HARD_SWISH",)) -> bytes:
                     sub.tensors[t].type not in integer for t in (op.inputs[0], op.outputs[0])):
                 rewritten.append(op)
                 continue
-            floats = []
-            for t in (op.inputs[0], op.outputs[0]):
-                src, f = sub.tensors[t], schema.TensorT()
-                f.shape, f.shapeSignature = src.shape, src.shapeSignature
-                f.type, f.buffer = schema.TensorType.FLOAT32, 0  # buffer 0: the empty buffer (activations)
-                f.name = (src.name.decode() if isinstance(src.name, bytes) else src.name) + "/float"
-                sub.tensors.append(f)
-                floats.append(len(sub.tensors) - 1)
+            floats = [_float_tensor(model, sub, sub.tensors[t], "/float") for t in (op.inputs[0], op.outputs[0])]
             deq, quant = schema.OperatorT(), schema.OperatorT()
             deq.opcodeIndex, deq.inputs, deq.outputs = opcode(builtin.DEQUANTIZE), [op.inputs[0]], [floats[0]]
             quant.opcodeIndex, quant.inputs, quant.outputs = opcode(builtin.QUANTIZE), [floats[1]], [op.outputs[0]]
@@ -313,8 +329,7 @@ def float_layers(model_bytes: bytes, model) -> bytes:
                schema.TensorType.INT16: np.int16, schema.TensorType.INT32: np.int32}
 
     def kind(op) -> str:
-        c = codes[op.opcodeIndex]
-        return op_names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
+        return op_names.get(_builtin_code(codes[op.opcodeIndex]), "")
 
     def opcode(code: int) -> int:
         return _opcode_index(codes, code)
@@ -332,17 +347,7 @@ def float_layers(model_bytes: bytes, model) -> bytes:
         return q is not None and q.scale is not None and len(q.scale) > 0
 
     def new_float_tensor(src, suffix, data=None) -> int:
-        f = schema.TensorT()
-        f.shape, f.shapeSignature, f.type = src.shape, src.shapeSignature, schema.TensorType.FLOAT32
-        f.name = (src.name.decode() if isinstance(src.name, bytes) else str(src.name)) + suffix
-        f.buffer = 0  # the empty buffer: an activation
-        if data is not None:
-            b = schema.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data, np.float32).tobytes(), np.uint8)
-            fbm.buffers.append(b)
-            f.buffer = len(fbm.buffers) - 1
-        sub.tensors.append(f)
-        return len(sub.tensors) - 1
+        return _float_tensor(fbm, sub, src, suffix, data)
 
     def dequantized_constant(t) -> int:
         src = sub.tensors[t]
@@ -356,7 +361,7 @@ def float_layers(model_bytes: bytes, model) -> bytes:
             scale, zero = scale.reshape(shape), zero.reshape(shape) if zero.size > 1 else zero
         return new_float_tensor(src, "/dequantized", (values.astype(np.float32) - zero) * scale)
 
-    readers = {}
+    readers, quantized_from = {}, {}
     for i, op in enumerate(sub.operators):
         for t in op.inputs:
             if t >= 0:
@@ -364,8 +369,7 @@ def float_layers(model_bytes: bytes, model) -> bytes:
         # An int8 tensor the converter quantized from a float one (a float softmax's 1/256-step output): float
         # readers take the float original, not a quantize → dequantize round trip.
         if kind(op) == "QUANTIZE" and sub.tensors[op.inputs[0]].type == schema.TensorType.FLOAT32:
-            float_source = op.inputs[0]
-            readers.setdefault(("quantized_from", op.outputs[0]), []).append(float_source)
+            quantized_from[op.outputs[0]] = op.inputs[0]
     graph_outputs = set(sub.outputs)
     float_of, alias, rewritten, changed = {}, {}, [], False
     targets = set()
@@ -394,8 +398,8 @@ def float_layers(model_bytes: bytes, model) -> bytes:
                 inputs.append(t)  # float tensors, int32 shapes/indices
             elif t in float_of:
                 inputs.append(float_of[t])
-            elif ("quantized_from", t) in readers:
-                float_of[t] = readers[("quantized_from", t)][0]
+            elif t in quantized_from:
+                float_of[t] = quantized_from[t]
                 inputs.append(float_of[t])
             elif constant(t):
                 inputs.append(dequantized_constant(t))
@@ -512,18 +516,16 @@ def calibrate_ranges(qat_model, model, batches) -> dict:
     a QuantizeLayer reads the tensor of the layer before it), always including 0. Returns ``{layer: (lo, hi)}``.
     """
     import numpy as np
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
 
     targets = {}
     for layer in qat_model.layers:
         found = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
-        # tfmot's input QuantizeLayer names its range after the layer (quantize_layer_1_min in a second model).
-        found.update({k: found[f"{layer.name}{k[len('quantize_layer'):]}"] for k in ("quantize_layer_min",
-                      "quantize_layer_max") if f"{layer.name}{k[len('quantize_layer'):]}" in found})
-        if "quantize_layer_min" in found:
+        if isinstance(layer, QuantizeLayer):  # its range variables are named after the layer (quantize_layer_1_min)
             inbound = layer._inbound_nodes[0].inbound_layers  # qat_model was just built: one node
             inbound = inbound[0] if isinstance(inbound, (list, tuple)) else inbound
             source = getattr(inbound, "layer", inbound).name
-            targets.setdefault(source, []).append((found["quantize_layer_min"], found["quantize_layer_max"]))
+            targets.setdefault(source, []).append((found[f"{layer.name}_min"], found[f"{layer.name}_max"]))
         inner = getattr(layer, "layer", None)
         for kind in ("output", "post_activation"):
             if inner is not None and f"{kind}_min" in found:
@@ -597,8 +599,9 @@ def float_weights(qat_model, model):
 _CLI_DOC = """Quantization-aware training of a trained tfalign model: ``python -m quantization.qat``.
 
 The model is copied with tfmot fake-quant nodes (quantization.qat rules: the package's own layers included), its
-activation ranges set from --calibration-size --data faces, fine-tuned through the trainer at a low learning rate, and converted to a full-integer TFLite (the soft-argmax family
-and MobileNetV3's HARD_SWISH stay float, as in the PTQ export). OUT receives:
+activation ranges set from --calibration-size --data faces, fine-tuned through the trainer at a low learning
+rate, and converted to a full-integer TFLite (the soft-argmax family and MobileNetV3's HARD_SWISH stay float, as
+in the PTQ export). OUT receives:
   <model>_qat_int8.tflite   the QAT int8 model (float input/output unless --io-dtype)
   best.weights.h5, config.json
                             a run folder with the QAT-trained *float* weights (fake-quant removed) of the last epoch:
@@ -631,9 +634,8 @@ def _run(argv) -> int:
     run = cli.run_settings(args, arch, config)
     batches = None
     if args.calibration_size and args.data:
-        from quantization.calibration import calibration_crops
-        crops = calibration_crops(config.input, args.data, args.calibration_size)
-        batches = [crops[i:i + 8] for i in range(0, len(crops), 8)]
+        from quantization.calibration import calibration_batches
+        batches = calibration_batches(config.input, args.data, args.calibration_size)
     if args.epochs:
         qmodel, _ = pruning.fine_tune(lambda: quantize_model(base, batches), run, args.out)
     else:
