@@ -11,7 +11,7 @@ says so). Every fine-tune runs through the trainer with a cosine learning-rate d
 * ``float32``: the trained model as it is.
 * ``magnitude``: tfmot magnitude pruning to ``--sparsity`` (PolynomialDecay) fine-tuned through the trainer,
   stripped; float32 TFLite (same latency expected: sparse weights run dense; the gzip size shows the gain).
-* ``channel``: ``--channel-ratio`` of the filters of every prunable channel space removed (L1 criterion;
+* ``channel``: ``--channel-ratio`` of the filters of every prunable channel space removed (``--channel-criterion``;
   ``--channel-layer-ratio`` overrides it per space, ``--channel-divisor`` rounds the widths), fine-tuned through
   the trainer, with the float model as teacher when ``--distill W`` is given (``quantization.distill``); float32
   TFLite.
@@ -19,7 +19,8 @@ says so). Every fine-tune runs through the trainer with a cosine learning-rate d
   training faces (``quantization.calibration``); soft-argmax family kept float (``presets.keeps_float``).
 * ``qat_int8``: tfmot QAT copy (``quantization.qat``), activation ranges set on the ``--calibration-size``
   faces (``qat.calibrate_ranges``), fine-tuned through the trainer, converted with
-  ``qat.convert`` (``presets.for_qat()``; HARD_SWISH kept a float island, as in the PTQ export).
+  ``qat.convert`` (``presets.for_qat(representative=...)``: layers QAT cannot wrap are quantized with ranges
+  calibrated on the same faces as PTQ; HARD_SWISH kept a float island, as in the PTQ export).
 
 Measured per variant: validation NME (inter-ocular, on ``--val``, through the .tflite with LiteRT), params
 (non-zero params too), MACs (from the float graph, ``mobile_export.profile.perop``), .tflite size, gzip -9 size,
@@ -82,6 +83,9 @@ def parse_args(argv=None):
     p.add_argument("--channel-layer-ratio", default="", metavar="LAYER=R,...",
                    help="per producer layer, a ratio overriding --channel-ratio for its channel space, for models "
                         "that have that layer (e.g. the high-resolution expansions, where the latency is)")
+    p.add_argument("--channel-criterion", choices=("l1", "bn"), default="l1",
+                   help="filter importance for channel pruning: l1 (filter L1 norm) or bn (|BN gamma| of the space, "
+                        "network slimming; spaces without a BN use l1) (default l1)")
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
                    help="channel fine-tune with the float model as teacher: W x mean squared distance between "
                         "the student's and the teacher's point outputs (quantization.distill; default 0 = off)")
@@ -263,8 +267,8 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         ratio = args.channel_ratios.get(name, args.channel_ratios.get(None, 0.35))
         names = {layer.name for layer in base.layers}
         layer_ratios = {k: v for k, v in args.layer_ratios.items() if k in names}
-        slim, plan = channel_pruning.prune_channels(base, ratio, "l1", divisor=args.channel_divisor,
-                                                    ratios=layer_ratios)
+        slim, plan = channel_pruning.prune_channels(base, ratio, args.channel_criterion,
+                                                    divisor=args.channel_divisor, ratios=layer_ratios)
         data0 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
         nme0 = tflite_nme(Runner(data0), val, spec)
         build, teach = distill.builder(slim, base, args.distill)
@@ -272,7 +276,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         slim = distill.student_of(trained)
         data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
         record("channel", slim, data, {"ratio": ratio, "layer_ratios": layer_ratios, "divisor": args.channel_divisor,
-                                       "criterion": "l1", "distill": teach,
+                                       "criterion": args.channel_criterion, "distill": teach,
                                        "channels_removed": round(plan.removed_fraction(), 4),
                                        "nme_before_finetune": nme0, "finetune": ft})
 
@@ -290,8 +294,10 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         from quantization import qat
         batches = calibration.calibration_batches(spec, args.data, args.calibration_size)
         qmodel, ft = finetune(lambda: qat.quantize_model(base, batches), arch, config, args, "qat", workdir)
-        data = qat.convert(arch.inference_model(config, qmodel))
-        record("qat_int8", base, data, {"finetune": ft, "int8_coverage": tflite.inspect(data)["int8_coverage"]},
+        rep = calibration.representative_dataset(spec, args.data, args.calibration_size)
+        data = qat.convert(arch.inference_model(config, qmodel), representative=rep)
+        record("qat_int8", base, data, {"finetune": ft, "int8_coverage": tflite.inspect(data)["int8_coverage"],
+                                        "uncovered": "calibrated", "float_layers": qat.coverage(base).get("none", [])},
                float_bytes)
 
 
@@ -358,7 +364,8 @@ def _label(key: str, v: dict) -> str:
         return f"magnitude {v['target_sparsity']:.0%}"
     if key == "channel":
         extra = " + per-layer ratios" if v.get("layer_ratios") else ""
-        return f"channel {v['ratio']:g}{extra}{', distilled' if v.get('distill') else ''}"
+        crit = ", BN γ" if v.get("criterion") == "bn" else ""
+        return f"channel {v['ratio']:g}{extra}{crit}{', distilled' if v.get('distill') else ''}"
     if key in ("ptq_int8", "qat_int8") and v.get("int8_coverage") is not None:
         return f"{LABELS[key]} ({v['int8_coverage']:.0%} of ops int8)"
     return LABELS[key]

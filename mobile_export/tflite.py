@@ -66,10 +66,12 @@ def convert(model, quantize: str = "none", representative: Optional[Callable[[],
     """
     from quantization import presets
 
+    qat_io = None
     if preset is not None:
         quantize = {"float32": "none"}.get(preset.mode, preset.mode)
         representative = preset.representative
         io_dtype = preset.io_dtype if preset.io_dtype != "float32" else "int8"
+        qat_io = preset.io_dtype
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"--quantize: unknown mode '{quantize}' (choose from {', '.join(QUANTIZE_MODES)})")
     if io_dtype not in IO_DTYPES:
@@ -78,21 +80,24 @@ def convert(model, quantize: str = "none", representative: Optional[Callable[[],
         raise ExportError("int8 quantization needs calibration data (representative faces)")
     if preset is None:
         preset = presets.from_name(quantize, representative, io_dtype if quantize == "int8" else None)
+    # A QAT model with calibration data: the fake-quant ranges are kept and the tensors without one (layers QAT
+    # left float) get calibrated ranges, in the same selective path as PTQ.
+    calibrate = quantize == "int8" or (quantize == "qat" and representative is not None)
     if quantize == "int8":
         from tfalign.layers import with_group_impl
         model = with_group_impl(model, "native")  # same outputs; a smaller int8 file (see with_group_impl)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([static_function(model)], model)
     # The converter settings of each mode live in quantization/presets.py, shared with QAT and the benchmarks.
     preset.configure(converter, [1] + list(model.inputs[0].shape[1:]))
-    if quantize == "int8":
+    if calibrate:
         # Calibrate only, then quantize ourselves: the public converter cannot keep chosen nodes float.
         converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented selective-quantization path
     try:
         result = converter.convert()
     except Exception as exc:  # ConverterError and friends: explain in terms of the user's layers
         raise _explain(exc, model) from None
-    if quantize == "int8":
-        result = _quantize_calibrated(result, model, io_dtype)
+    if calibrate:
+        result = _quantize_calibrated(result, model, io_dtype if quantize == "int8" else qat_io)
     elif quantize == "qat" and preset.io_dtype != "float32":
         from tensorflow.lite.python import util as tfl_util
         dtype = tf.int8 if preset.io_dtype == "int8" else tf.uint8
@@ -107,6 +112,8 @@ def _quantize_calibrated(calibrated: bytes, model, io_dtype: str) -> bytes:
 
     deny = float_nodes(calibrated, model)
     quantized = tfl_convert.mlir_quantize(calibrated, fully_quantize=False, denylisted_nodes=deny or None)
+    if io_dtype == "float32":  # QAT models keep float I/O unless asked otherwise (presets.for_qat)
+        return bytes(quantized)
     dtype = tf.int8 if io_dtype == "int8" else tf.uint8
     # A float output (produced by a float-kept layer) stays float32: modify_model_io_type leaves it alone.
     return bytes(tfl_util.modify_model_io_type(quantized, dtype, dtype))
@@ -151,21 +158,31 @@ def float_nodes(calibrated: bytes, model) -> list:
     if not keep:
         return []
     sub, _, tensor_names = _graph(calibrated)
-    producer, layer_of = {}, {}
+    deny = []
+    for op, scope in zip(sub.operators, op_scopes(sub, tensor_names, names)):
+        if scope in keep:
+            deny.extend(tensor_names[t] for t in op.outputs)
+    return deny
+
+
+def op_scopes(sub, tensor_names, names: set) -> list:
+    """The Keras layer each operator of subgraph ``sub`` belongs to (None when unknown), in operator order.
+
+    By the layer scope in the op's output tensor names (:func:`_scope_of`); an op whose output was renamed (the
+    graph output, ``StatefulPartitionedCall:0``) inherits the layer of the op that feeds it. Shared by the PTQ
+    denylist (:func:`float_nodes`) and the QAT rewrite (``quantization.qat.float_layers``).
+    """
+    producer, scopes = {}, []
     for op_index, op in enumerate(sub.operators):
         for t in op.outputs:
             producer[t] = op_index
-    deny = []
-    for op_index, op in enumerate(sub.operators):
-        outs = [tensor_names[t] for t in op.outputs]
-        scope = next((s for s in (_scope_of(n, names) for n in outs) if s), None)
+    for op in sub.operators:
+        scope = next((s for s in (_scope_of(tensor_names[t], names) for t in op.outputs) if s), None)
         if scope is None:
-            fed = [layer_of.get(producer[t]) for t in op.inputs if t >= 0 and t in producer]
+            fed = [scopes[producer[t]] for t in op.inputs if t >= 0 and producer.get(t, len(scopes)) < len(scopes)]
             scope = next((s for s in fed if s), None)
-        layer_of[op_index] = scope
-        if scope in keep:
-            deny.extend(outs)
-    return deny
+        scopes.append(scope)
+    return scopes
 
 
 def _graph(model_bytes: bytes):

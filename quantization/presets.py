@@ -31,8 +31,9 @@ class QuantizationPreset:
     Attributes:
         mode: ``float32`` | ``float16`` | ``dynamic`` | ``int8`` (full-integer PTQ) | ``qat`` (convert a
             quantization-aware-trained model).
-        representative: ``int8`` only: a callable returning an iterable of float32 input arrays (batch 1 or
-            unbatched), the calibration faces (:mod:`quantization.calibration`).
+        representative: a callable returning an iterable of float32 input arrays (batch 1 or unbatched), the
+            calibration faces (:mod:`quantization.calibration`). Required for ``int8``; optional for ``qat``, where
+            it calibrates the tensors the QAT model has no fake-quant range for (layers QAT leaves float).
         io_dtype: input tensor type (and output, where the output op is quantized): ``float32`` for every mode,
             ``int8``/``uint8`` for ``int8`` and ``qat``.
     """
@@ -45,16 +46,15 @@ class QuantizationPreset:
             raise ValueError(f"quantization mode: unknown '{self.mode}' (choose from {', '.join(MODES)})")
         if self.io_dtype not in IO_DTYPES:
             raise ValueError(f"io_dtype: unknown '{self.io_dtype}' (choose from {', '.join(IO_DTYPES)})")
-        if self.mode == "int8":
-            if self.representative is None:
-                raise ValueError("representative: int8 quantization needs calibration data (a callable returning "
-                                 "input arrays; see quantization.calibration.representative_dataset)")
-            if not callable(self.representative):
-                raise ValueError(f"representative: must be a callable returning an iterable of input arrays, got "
-                                 f"{type(self.representative).__name__}")
-        elif self.representative is not None:
-            raise ValueError(f"representative: calibration data only applies to int8, not to '{self.mode}' "
-                             "(float16/dynamic need none; a QAT model carries its own ranges)")
+        if self.mode == "int8" and self.representative is None:
+            raise ValueError("representative: int8 quantization needs calibration data (a callable returning "
+                             "input arrays; see quantization.calibration.representative_dataset)")
+        if self.representative is not None and not callable(self.representative):
+            raise ValueError(f"representative: must be a callable returning an iterable of input arrays, got "
+                             f"{type(self.representative).__name__}")
+        if self.representative is not None and self.mode not in ("int8", "qat"):
+            raise ValueError(f"representative: calibration data only applies to int8 and qat, not to '{self.mode}' "
+                             "(float16 and dynamic need none)")
         if self.io_dtype != "float32" and self.mode not in ("int8", "qat"):
             raise ValueError(f"io_dtype: an {self.io_dtype} input needs an integer model (int8 or qat), not "
                              f"'{self.mode}'")
@@ -80,7 +80,7 @@ class QuantizationPreset:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if self.mode == "float16":
             converter.target_spec.supported_types = [tf.float16]
-        elif self.mode == "int8":
+        if self.mode == "int8" or (self.mode == "qat" and self.representative is not None):
             # BUILTINS after BUILTINS_INT8: ops kept float on purpose (soft-argmax) must still find a kernel.
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                                    tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -116,9 +116,14 @@ def for_int8(representative: Callable[[], Iterable], io_dtype: str = "int8") -> 
     return QuantizationPreset("int8", representative, io_dtype)
 
 
-def for_qat(io_dtype: str = "float32") -> QuantizationPreset:
-    """Convert a model from :func:`quantization.qat.quantize_model`: its fake-quant ranges become int8 ops."""
-    return QuantizationPreset("qat", None, io_dtype)
+def for_qat(io_dtype: str = "float32", representative: Optional[Callable[[], Iterable]] = None
+            ) -> QuantizationPreset:
+    """Convert a model from :func:`quantization.qat.quantize_model`: its fake-quant ranges become int8 ops.
+
+    Without ``representative`` the layers QAT left float (custom layers it has no QuantizeConfig for) stay float;
+    with it their tensors are calibrated on those faces and quantized like a PTQ export, while every tensor that
+    has a fake-quant range keeps the trained one (``mobile_export.tflite.convert``)."""
+    return QuantizationPreset("qat", representative, io_dtype)
 
 
 def keeps_float(layer) -> bool:

@@ -296,7 +296,7 @@ def float_layers(model_bytes: bytes, model) -> bytes:
     The QAT converter has no denylist: a softmax whose input carries a fake-quant range becomes an int8 SOFTMAX
     (fixed output scale 1/256: a map over thousands of cells rounds to 0) and the soft-argmax FULLY_CONNECTED after
     it int8 too, whatever the layer's QuantizeConfig says (DeCaFA's QAT export output all-zero points). Each int8
-    op attributed to such a layer (by the layer scope in its output tensor name, ``mobile_export.tflite``) is
+    op attributed to such a layer (``mobile_export.tflite.op_scopes``, as the PTQ denylist) is
     rewritten to float: int8 activations it reads get a DEQUANTIZE, int8 constants (weights, bias) are dequantized
     in place, its outputs become float and get a QUANTIZE only where an int8 op still reads them. Value-moving ops
     (reshape, transpose, slice...) after it follow when all they read is float, and a DEQUANTIZE of a float
@@ -306,7 +306,7 @@ def float_layers(model_bytes: bytes, model) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils as fb
 
-    from mobile_export.tflite import _scope_of  # the same op → layer attribution as the PTQ denylist
+    from mobile_export.tflite import op_scopes  # the same op → layer attribution as the PTQ denylist
 
     names, keep = set(), set()
     for layer in model.submodules:
@@ -373,8 +373,8 @@ def float_layers(model_bytes: bytes, model) -> bytes:
     graph_outputs = set(sub.outputs)
     float_of, alias, rewritten, changed = {}, {}, [], False
     targets = set()
-    for i, op in enumerate(sub.operators):
-        scope = next((s for s in (_scope_of(tname(t), names) for t in op.outputs) if s), None)
+    scopes = op_scopes(sub, [tname(t) for t in range(len(sub.tensors))], names)
+    for i, (op, scope) in enumerate(zip(sub.operators, scopes)):
         if scope in keep and kind(op) not in _MOVERS and kind(op) not in ("QUANTIZE", "DEQUANTIZE") and any(
                 sub.tensors[t].type in integer for t in list(op.inputs) + list(op.outputs) if t >= 0):
             targets.add(i)
@@ -438,11 +438,32 @@ def float_layers(model_bytes: bytes, model) -> bytes:
     return bytes(fb.convert_object_to_bytearray(fbm))
 
 
-def convert(model, io_dtype: str = "float32") -> bytes:
+def convert(model, io_dtype: str = "float32", representative=None) -> bytes:
     """The int8 ``.tflite`` of a QAT model (``presets.for_qat``): float-kept layers run float
-    (:func:`float_layers`), slow int8 ops made float islands (:func:`float_islands`)."""
+    (:func:`float_layers`), slow int8 ops made float islands (:func:`float_islands`).
+
+    ``representative`` (calibration faces, as for PTQ): the layers QAT leaves float because no QuantizeConfig
+    covers them (rule ``none``: Pose-Tree-MoE's expert stacks, the deformable convolution's sampling and matmul)
+    are quantized too, with ranges calibrated on those faces, while every fake-quantized tensor keeps its trained
+    range. Without it they stay float and the QAT model is only as fast as its covered part."""
     from mobile_export import tflite  # quantization ← mobile_export: imported only when converting
-    return float_islands(float_layers(tflite.convert(model, preset=presets.for_qat(io_dtype)), model))
+    if representative is not None and not uncovered(model):
+        # Fully covered: the QAT converter's own path. The calibrated path would also re-derive the ranges of
+        # tensors between fake-quant nodes (concatenations, the float RoIAlign's requantized output), and on the
+        # two-stage model it measured no faster.
+        representative = None
+    data = tflite.convert(model, preset=presets.for_qat(io_dtype, representative))
+    return float_islands(float_layers(data, model))
+
+
+def uncovered(qat_model) -> list:
+    """Names of the layers of a QAT model that compute without fake-quant nodes because no rule covers them
+    (:func:`rule` ``none``: custom layers such as Pose-Tree-MoE's experts, the deformable convolution)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapper
+
+    return [layer.name for layer in qat_model.layers
+            if not isinstance(layer, (QuantizeWrapper, QuantizeLayer, _L.InputLayer)) and rule(layer) == "none"]
 
 
 def coverage(model) -> dict:
@@ -568,8 +589,8 @@ def calibrate_ranges(qat_model, model, batches) -> dict:
 
 
 __all__ = ["NoOpQuantizeConfig", "FloatQuantizeConfig", "OutputQuantizeConfig", "GroupConvQuantizeConfig", "rule",
-           "coverage", "foldable_norms", "annotate", "scope", "quantize_model", "calibrate_ranges", "float_layers",
-           "float_islands", "convert", "float_weights", "main"]
+           "coverage", "uncovered", "foldable_norms", "annotate", "scope", "quantize_model", "calibrate_ranges",
+           "float_layers", "float_islands", "convert", "float_weights", "main"]
 
 
 def float_weights(qat_model, model):
@@ -601,7 +622,8 @@ _CLI_DOC = """Quantization-aware training of a trained tfalign model: ``python -
 The model is copied with tfmot fake-quant nodes (quantization.qat rules: the package's own layers included), its
 activation ranges set from --calibration-size --data faces, fine-tuned through the trainer at a low learning
 rate, and converted to a full-integer TFLite (the soft-argmax family and MobileNetV3's HARD_SWISH stay float, as
-in the PTQ export). OUT receives:
+in the PTQ export; layers QAT cannot wrap are quantized with ranges calibrated on the same faces unless
+--uncovered float). OUT receives:
   <model>_qat_int8.tflite   the QAT int8 model (float input/output unless --io-dtype)
   best.weights.h5, config.json
                             a run folder with the QAT-trained *float* weights (fake-quant removed) of the last epoch:
@@ -626,10 +648,17 @@ def _run(argv) -> int:
     p.add_argument("--calibration-size", type=int, default=32, metavar="N",
                    help="--data faces that set the activation ranges before fine-tuning (default 32; 0: tfmot's "
                         "[-6, 6] start)")
+    p.add_argument("--uncovered", choices=("calibrate", "float"), default="calibrate",
+                   help="layers QAT has no QuantizeConfig for (qat.coverage: 'none', e.g. Pose-Tree-MoE's experts): "
+                        "'calibrate' quantizes them in the .tflite with ranges from --calibration-size --data faces "
+                        "(as PTQ; the fake-quantized tensors keep their trained ranges), 'float' leaves them float "
+                        "(default calibrate)")
     args = p.parse_args(argv)
     cli.check(p, args)
     if args.calibration_size < 0:
         p.error(f"--calibration-size must be >= 0, got {args.calibration_size}")
+    if args.uncovered == "calibrate" and not args.calibration_size:
+        p.error("--uncovered calibrate needs calibration faces: --calibration-size > 0 (or --uncovered float)")
     arch, config, base, source = cli.load(args)
     run = cli.run_settings(args, arch, config)
     batches = None
@@ -641,7 +670,11 @@ def _run(argv) -> int:
     else:
         qmodel = quantize_model(base, batches)
     name = args.model or arch.name
-    data = convert(arch.inference_model(config, qmodel), io_dtype=args.io_dtype)
+    representative = None
+    if args.uncovered == "calibrate" and args.data:
+        from quantization.calibration import representative_dataset
+        representative = representative_dataset(config.input, args.data, args.calibration_size)
+    data = convert(arch.inference_model(config, qmodel), io_dtype=args.io_dtype, representative=representative)
     os.makedirs(args.out, exist_ok=True)
     path = atomic_write(os.path.join(args.out, f"{name}_qat_int8.tflite"), data)
     plain = float_weights(qmodel, arch.build(config))

@@ -16,13 +16,16 @@ def test_named_constructors_set_their_mode():
     assert presets.for_float32().mode == "float32" and not presets.for_float32().quantized
     p = presets.for_int8(_rep, io_dtype="uint8")
     assert (p.mode, p.io_dtype, p.representative) == ("int8", "uint8", _rep)
-    assert presets.for_qat().io_dtype == "float32"
+    assert presets.for_qat().io_dtype == "float32" and presets.for_qat().representative is None
+    assert presets.for_qat(representative=_rep).representative is _rep  # calibrates what QAT left float
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(mode="int8"), "needs calibration data"),
     (dict(mode="int8", representative=[1, 2]), "must be a callable"),
-    (dict(mode="float16", representative=_rep), "only applies to int8"),
+    (dict(mode="float16", representative=_rep), "only applies to int8 and qat"),
+    (dict(mode="dynamic", representative=_rep), "only applies to int8 and qat"),
+    (dict(mode="qat", representative=[1, 2]), "must be a callable"),
     (dict(mode="dynamic", io_dtype="int8"), "needs an integer model"),
     (dict(mode="int4"), "unknown 'int4'"),
     (dict(mode="qat", io_dtype="int16"), "io_dtype: unknown 'int16'"),

@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from quantization import presets, qat
 from tfalign import layers as tfa_layers
@@ -67,7 +68,9 @@ def test_qat_to_tflite_parity():
     for _ in range(3):
         q(x, training=True)
     infer = keras.Model(q.inputs, q.output["landmarks"])
+    assert qat.uncovered(infer) == []  # every layer has a rule: qat.convert ignores calibration faces
     data = tflite.convert(infer, preset=presets.for_qat())
+    assert qat.convert(infer, representative=lambda: iter(x[:1])) == qat.convert(infer)
     info = tflite.inspect(data)
     float_kinds = {op.split()[0] for op in info["float_ops"]}
     # Every convolution (the grouped predict conv included) and the bilinear resize run in int8.
@@ -87,9 +90,59 @@ def test_qat_to_tflite_parity():
     np.testing.assert_allclose(got, ref, atol=0.02)  # 2 % of the crop side: int8 rounding inside the network
 
 
-def test_qat_preset_refuses_calibration_data():
-    with pytest.raises(ValueError, match="only applies to int8"):
-        presets.QuantizationPreset("qat", representative=lambda: iter([]))
+@keras.utils.register_keras_serializable("tfalign_test")
+class _Experts(layers.Layer):
+    """A custom layer holding its own convolution and dense layer, which QAT has no QuantizeConfig for (like
+    Pose-Tree-MoE's expert stacks)."""
+
+    def build(self, input_shape):
+        self.conv, self.dense = layers.Conv2D(8, 3, padding="same"), layers.Dense(4)
+
+    def call(self, x):
+        return self.dense(tf.reduce_mean(tf.nn.relu(self.conv(x)), axis=[1, 2]))
+
+
+def test_layers_qat_cannot_wrap_are_calibrated_when_faces_are_given():
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobile_export import tflite
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, _Experts(name="experts")(layers.Conv2D(6, 3, padding="same", activation="relu",
+                                                                    name="conv")(inp)))
+    assert "experts" in qat.coverage(model)["none"]
+    x = _inputs(8)[:, ::4, ::4]
+    q = qat.quantize_model(model, calibration=[x])
+    # A distinctive trained range on the covered convolution's output: the calibrated export must keep it.
+    for w in q.weights:
+        if w.name.endswith("post_activation_max:0"):
+            w.assign(5.1)
+    assert qat.uncovered(q) == ["experts"]
+    plain = qat.convert(q)
+    mixed = qat.convert(q, representative=lambda: (x[i:i + 1] for i in range(len(x))))
+
+    def kinds(data, dtype):
+        info = tflite.inspect(data)
+        return {op.split()[0] for op in info["float_ops"]} if dtype == "float" else set(info["ops"])
+
+    assert {"CONV_2D", "FULLY_CONNECTED", "MEAN"} <= kinds(plain, "float")  # the experts stayed float
+    assert not {"CONV_2D", "FULLY_CONNECTED", "MEAN"} & kinds(mixed, "float")
+    assert tflite.inspect(mixed)["int8_coverage"] > tflite.inspect(plain)["int8_coverage"]
+    it = Interpreter(model_content=mixed, num_threads=1)
+    it.allocate_tensors()
+    details = {d["name"]: d for d in it.get_tensor_details()}
+    conv_out = [d for n, d in details.items() if "/quant_conv/" in n and "Relu" in n]
+    assert conv_out and np.isclose(conv_out[0]["quantization"][0], 5.1 / 255, rtol=1e-3)
+    inp_d, out_d = it.get_input_details()[0], it.get_output_details()[0]
+    assert inp_d["dtype"] == np.float32 and out_d["dtype"] == np.float32  # QAT keeps float I/O by default
+    got = []
+    for i in range(len(x)):
+        it.set_tensor(inp_d["index"], x[i:i + 1])
+        it.invoke()
+        got.append(it.get_tensor(out_d["index"])[0])
+    ref = q(x).numpy()
+    assert ref.std(axis=0).mean() > 1e-3
+    np.testing.assert_allclose(np.stack(got), ref, atol=0.05 * np.abs(ref).max())
 
 
 def test_tf_op_lambdas_stay_float_so_quantize_apply_can_clone_them():

@@ -128,8 +128,12 @@ def test_qat_cli_writes_int8_tflite_and_float_run(tmp_path):
     np.testing.assert_allclose(tflite.Runner(data)(x), keras_out, atol=0.05)
 
 
-def test_qat_usage_error(capsys):
+@pytest.mark.parametrize("argv,match", [
+    (["--epochs", "1"], "--data and --val are needed"),
+    ([*DATA, "--epochs", "1", "--calibration-size", "0"], "--uncovered calibrate needs calibration faces"),
+])
+def test_qat_usage_error(argv, match, capsys):
     from quantization import qat
     with pytest.raises(SystemExit) as exc:
-        qat.main(["--model", "tiny_test", "--epochs", "1", "--out", "x"])
-    assert exc.value.code == 2 and "--data and --val are needed" in capsys.readouterr().err
+        qat.main(["--model", "tiny_test", *argv, "--out", "x"])
+    assert exc.value.code == 2 and match in capsys.readouterr().err
