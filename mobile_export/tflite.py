@@ -66,12 +66,10 @@ def convert(model, quantize: str = "none", representative: Optional[Callable[[],
     """
     from quantization import presets
 
-    qat_io = None
     if preset is not None:
         quantize = {"float32": "none"}.get(preset.mode, preset.mode)
         representative = preset.representative
         io_dtype = preset.io_dtype if preset.io_dtype != "float32" else "int8"
-        qat_io = preset.io_dtype
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"--quantize: unknown mode '{quantize}' (choose from {', '.join(QUANTIZE_MODES)})")
     if io_dtype not in IO_DTYPES:
@@ -97,7 +95,7 @@ def convert(model, quantize: str = "none", representative: Optional[Callable[[],
     except Exception as exc:  # ConverterError and friends: explain in terms of the user's layers
         raise _explain(exc, model) from None
     if calibrate:
-        result = _quantize_calibrated(result, model, io_dtype if quantize == "int8" else qat_io)
+        result = _quantize_calibrated(result, model, io_dtype if quantize == "int8" else preset.io_dtype)
     elif quantize == "qat" and preset.io_dtype != "float32":
         from tensorflow.lite.python import util as tfl_util
         dtype = tf.int8 if preset.io_dtype == "int8" else tf.uint8

@@ -63,10 +63,21 @@ def representative_dataset(input_spec, data_spec: Optional[str] = None, count: i
     def representative():
         if not cache:
             cache.append(calibration_crops(input_spec, data_spec, count, seed))
-        for x in cache[0]:
-            yield x[None]
+        return representative_from([cache[0]])()
 
     return representative
 
 
-__all__ = ["calibration_records", "calibration_crops", "calibration_batches", "representative_dataset"]
+def representative_from(batches):
+    """A callable for the presets over crops already made (e.g. :func:`calibration_batches`, which QAT also uses
+    for its ranges): each call yields every face of ``batches`` ([N, H, W, C] arrays) as [1, H, W, C]."""
+    def representative():
+        for batch in batches:
+            for x in batch:
+                yield x[None]
+
+    return representative
+
+
+__all__ = ["calibration_records", "calibration_crops", "calibration_batches", "representative_dataset",
+           "representative_from"]

@@ -649,7 +649,7 @@ def _run(argv) -> int:
                    help="--data faces that set the activation ranges before fine-tuning (default 32; 0: tfmot's "
                         "[-6, 6] start)")
     p.add_argument("--uncovered", choices=("calibrate", "float"), default="calibrate",
-                   help="layers QAT has no QuantizeConfig for (qat.coverage: 'none', e.g. Pose-Tree-MoE's experts): "
+                   help="layers QAT has no QuantizeConfig for (qat.uncovered, e.g. Pose-Tree-MoE's experts): "
                         "'calibrate' quantizes them in the .tflite with ranges from --calibration-size --data faces "
                         "(as PTQ; the fake-quantized tensors keep their trained ranges), 'float' leaves them float "
                         "(default calibrate)")
@@ -671,9 +671,9 @@ def _run(argv) -> int:
         qmodel = quantize_model(base, batches)
     name = args.model or arch.name
     representative = None
-    if args.uncovered == "calibrate" and args.data:
-        from quantization.calibration import representative_dataset
-        representative = representative_dataset(config.input, args.data, args.calibration_size)
+    if args.uncovered == "calibrate" and batches is not None:
+        from quantization.calibration import representative_from
+        representative = representative_from(batches)  # the faces that set the ranges, not read again
     data = convert(arch.inference_model(config, qmodel), io_dtype=args.io_dtype, representative=representative)
     os.makedirs(args.out, exist_ok=True)
     path = atomic_write(os.path.join(args.out, f"{name}_qat_int8.tflite"), data)
