@@ -86,6 +86,10 @@ def parse_args(argv=None):
     p.add_argument("--channel-criterion", choices=("l1", "bn"), default="l1",
                    help="filter importance for channel pruning: l1 (filter L1 norm) or bn (|BN gamma| of the space, "
                         "network slimming; spaces without a BN use l1) (default l1)")
+    p.add_argument("--channel-gradual-epochs", type=int, default=0, metavar="E",
+                   help="gradual channel pruning: fine-tune the full model E epochs (of --steps, at --channel-lr) "
+                        "while the channels to remove fade to zero, then cut and fine-tune --channel-epochs "
+                        "(quantization.channel_pruning.prune_gradually; default 0: cut at once)")
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
                    help="channel fine-tune with the float model as teacher: W x mean squared distance between "
                         "the student's and the teacher's point outputs (quantization.distill; default 0 = off)")
@@ -120,6 +124,8 @@ def parse_args(argv=None):
         p.error("--channel-divisor: must be >= 1")
     if args.distill < 0:
         p.error("--distill: must be >= 0")
+    if args.channel_gradual_epochs < 0:
+        p.error("--channel-gradual-epochs: must be >= 0")
     bad = set(args.variants.split(",")) - set(VARIANTS)
     if bad:
         p.error(f"--variants: unknown {sorted(bad)}")
@@ -189,18 +195,20 @@ def macs_of(data: bytes) -> int:
     return int(sum(r["macs"] for r in graph_ops(read_model(data))))
 
 
-def finetune(build, arch, config, args, name: str, workdir: str):
-    """Fine-tune through the trainer: ``--NAME-epochs`` x ``--steps``, cosine decay from ``--NAME-lr``."""
+def finetune(build, arch, config, args, name: str, workdir: str, callbacks=(), epochs: int = 0, folder: str = ""):
+    """Fine-tune through the trainer: ``--NAME-epochs`` (or ``epochs``) x ``--steps``, cosine decay from
+    ``--NAME-lr``."""
     from tfalign import config as cfg_lib
     from tfalign.training.runconfig import RunSettings
     from quantization import pruning
-    epochs, lr = getattr(args, f"{name}_epochs"), getattr(args, f"{name}_lr")
+    epochs, lr = epochs or getattr(args, f"{name}_epochs"), getattr(args, f"{name}_lr")
     data = json.loads(json.dumps(cfg_lib.to_dict(config)))
     data["train"].update({"learning_rate": lr, "schedule": "cosine", "batch_size": args.batch_size})
     run = RunSettings(model=args.current_model, config=data, data=[args.data], val=[args.val], epochs=epochs,
                       batch_size=args.batch_size, seed=0, steps_per_epoch=args.steps)
     t0 = time.time()
-    model, history = pruning.fine_tune(build, run, os.path.join(workdir, name), progress=False)
+    model, history = pruning.fine_tune(build, run, os.path.join(workdir, folder or name), callbacks=callbacks,
+                                       progress=False)
     return model, {"epochs": epochs, "steps_per_epoch": args.steps, "batch_size": args.batch_size, "lr": lr,
                    "schedule": "cosine", "seconds": round(time.time() - t0, 1),
                    "val_nme_keras": [e["val_nme"] for e in history["epochs"]]}
@@ -267,10 +275,26 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         ratio = args.channel_ratios.get(name, args.channel_ratios.get(None, 0.35))
         names = {layer.name for layer in base.layers}
         layer_ratios = {k: v for k, v in args.layer_ratios.items() if k in names}
-        slim, plan = channel_pruning.prune_channels(base, ratio, args.channel_criterion,
-                                                    divisor=args.channel_divisor, ratios=layer_ratios)
+        plan = channel_pruning.plan(base, ratio, args.channel_criterion, divisor=args.channel_divisor,
+                                    ratios=layer_ratios)
+        slim = channel_pruning.apply(base, plan)
         data0 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
-        nme0 = tflite_nme(Runner(data0), val, spec)
+        nme0 = tflite_nme(Runner(data0), val, spec)  # cut at once, before any fine-tune
+        gradual = {}
+        if args.channel_gradual_epochs:
+            fades = []
+
+            def train(build, callbacks):
+                model, ft = finetune(build, arch, config, args, "channel", workdir, callbacks,
+                                     epochs=args.channel_gradual_epochs, folder="channel_gradual")
+                fades.append(ft)
+                return model
+
+            slim, info = channel_pruning.prune_gradually(base, plan, train, args.channel_gradual_epochs * args.steps,
+                                                         distill_weight=args.distill)
+            data1 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
+            gradual = {"gradual": {"cut_gap": info["cut_gap"], "nme_after_cut": tflite_nme(Runner(data1), val, spec),
+                                   "finetune": fades[0]}}
         build, teach = distill.builder(slim, base, args.distill)
         trained, ft = finetune(build, arch, config, args, "channel", workdir)
         slim = distill.student_of(trained)
@@ -278,7 +302,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         record("channel", slim, data, {"ratio": ratio, "layer_ratios": layer_ratios, "divisor": args.channel_divisor,
                                        "criterion": args.channel_criterion, "distill": teach,
                                        "channels_removed": round(plan.removed_fraction(), 4),
-                                       "nme_before_finetune": nme0, "finetune": ft})
+                                       "nme_before_finetune": nme0, "finetune": ft, **gradual})
 
     attempt("channel", _channel)
 

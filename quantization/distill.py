@@ -92,6 +92,13 @@ def builder(student, teacher, weight: float):
     return (lambda: with_teacher(copy_model(student), copy_model(teacher), weights)), weights
 
 
+def inner_student(model):
+    """The student network inside a :func:`with_teacher` model, as it is (``model`` itself when it is not one);
+    unlike :func:`student_of` it leaves the wrapper untouched, so it is safe while the wrapper trains."""
+    names = [layer.name for layer in model.layers]
+    return model.get_layer(STUDENT) if STUDENT in names and TEACHER in names else model
+
+
 def student_of(model):
     """The trained student inside a :func:`with_teacher` model (the model itself when it is not one)."""
     names = [layer.name for layer in model.layers]
@@ -102,4 +109,4 @@ def student_of(model):
     return student
 
 
-__all__ = ["point_outputs", "with_teacher", "builder", "student_of"]
+__all__ = ["point_outputs", "with_teacher", "builder", "inner_student", "student_of"]

@@ -12,6 +12,9 @@
                        also <model>_channel_float32.tflite; the fine-tuning run is OUT/finetune.
                        --distill W: the unpruned model teaches the slim one while it fine-tunes (W × squared
                        distance between their point outputs, added to the training loss; quantization.distill).
+                       --gradual E: first fine-tune the full model E epochs while the channels to remove fade to
+                       zero (cubic schedule), then cut them (no output changes: the gap is reported) and fine-tune
+                       the slim model --epochs; the first run is OUT/gradual.
 
 Examples:
   python -m quantization.prune --model mobile_two_stage --method magnitude --target 0.5 \\
@@ -54,6 +57,9 @@ def parse_args(argv=None):
                    help="channel: fine-tune with the unpruned model as teacher, adding W x the mean squared "
                         "distance between the slim and the unpruned model's point outputs to the loss (default 0: "
                         "off; for mobile_two_stage its l2_weight, 300, is a natural scale)")
+    p.add_argument("--gradual", type=int, default=0, metavar="E",
+                   help="channel: gradual pruning: fine-tune the full model E epochs while the channels to remove "
+                        "fade to zero, then cut them and fine-tune the slim model --epochs (default 0: cut at once)")
     p.add_argument("--skip", default="", metavar="LAYER,...",
                    help="layer names left whole (magnitude: kept dense; channel: their channel spaces kept)")
     args = p.parse_args(argv)
@@ -61,10 +67,15 @@ def parse_args(argv=None):
     if not 0.0 < args.target < 1.0:
         p.error(f"--target: must be in (0, 1), got {args.target}")
     if args.method != "channel" and (args.criterion != "l1" or args.divisor != 8 or args.min_channels != 8
-                                     or args.ratio or args.distill):
-        p.error("--criterion, --divisor, --min-channels, --ratio and --distill apply to --method channel only")
+                                     or args.ratio or args.distill or args.gradual):
+        p.error("--criterion, --divisor, --min-channels, --ratio, --distill and --gradual apply to --method channel "
+                "only")
     if args.distill < 0:
         p.error(f"--distill: must be >= 0, got {args.distill}")
+    if args.gradual < 0:
+        p.error(f"--gradual: must be >= 0, got {args.gradual}")
+    if args.gradual and not (args.data and args.val):
+        p.error("--gradual: needs --data and --val (the full model fine-tunes while the channels fade)")
     ratios = {}
     for item in args.ratio:
         layer, sep, value = item.partition("=")
@@ -106,10 +117,21 @@ def _run(argv) -> int:
         print(f"wrote {args.out} (export: python -m tfalign.export --model-dir {args.out})")
         return 0
 
-    slim, plan = channel_pruning.prune_channels(base, args.target, args.criterion, skip=args.skip,
-                                                divisor=args.divisor, min_channels=args.min_channels,
-                                                ratios=args.ratios)
+    plan = channel_pruning.plan(base, args.target, args.criterion, skip=args.skip, divisor=args.divisor,
+                                min_channels=args.min_channels, ratios=args.ratios)
     print(plan.summary())
+    if args.gradual:
+        import dataclasses
+        steps = args.steps or _steps_per_epoch(run, arch, config)
+        fade = dataclasses.replace(run, epochs=args.gradual)
+        slim, info = channel_pruning.prune_gradually(
+            base, plan, lambda build, cbs: pruning.fine_tune(build, fade, os.path.join(args.out, "gradual"),
+                                                             callbacks=cbs)[0],
+            end_step=args.gradual * steps, distill_weight=args.distill)
+        summary["gradual"] = {"epochs": args.gradual, "steps_per_epoch": steps, "cut_gap": info["cut_gap"]}
+        print(f"gradual: channels faded over {args.gradual} epochs; cut changed the outputs by {info['cut_gap']:.2e}")
+    else:
+        slim = channel_pruning.apply(base, plan)
     if args.epochs:
         from quantization import distill
         build, teach = distill.builder(slim, base, args.distill)

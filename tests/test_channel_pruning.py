@@ -226,3 +226,93 @@ def test_separable_convolutions_and_replicated_channels_are_cut_consistently():
     assert slim.get_layer("sep").depthwise_kernel.shape[2] == 5 and slim.get_layer("sep").pointwise_kernel.shape[2] == 10
     assert slim.get_layer("out").kernel.shape[2] == 8  # the kept 4 channels, twice
     np.testing.assert_allclose(slim(x).numpy(), model(x).numpy(), atol=1e-5, rtol=1e-5)
+
+
+def _fit_with(model, callbacks, steps, epochs=1):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+    y = rng.uniform(0, 1, (8, 4, 2)).astype(np.float32)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss={"landmarks": "mse"})
+    model.fit(x, {"landmarks": y}, batch_size=8 // steps, epochs=epochs, callbacks=callbacks, verbose=0,
+              shuffle=False)
+    return x
+
+
+def test_decay_schedule_is_cubic_and_validated():
+    toy = _toy()
+    decay = cp.ChannelDecay(cp.plan(toy, 0.5, divisor=1, min_channels=1), end_step=10, begin_step=2)
+    assert [decay.scale(t) for t in (0, 2, 12, 50)] == [1.0, 1.0, 0.0, 0.0]
+    assert decay.scale(6) == pytest.approx(0.5 ** 3)
+    with pytest.raises(ValueError, match="begin_step < end_step"):
+        cp.ChannelDecay(decay.plan, end_step=3, begin_step=3)
+
+
+def test_decay_fades_only_the_removed_channels_and_the_cut_changes_nothing():
+    toy = _toy()
+    pl = cp.plan(toy, 0.5, criterion="bn", divisor=1, min_channels=1)
+    targets = cp.decay_targets(toy, pl)
+    names = {v.name.split("/")[0] for v, _, _ in targets}
+    # BN γ/β carry the BN'd spaces (the stem conv is normalised away), the bare producers their own filters.
+    assert {"stem_bn", "dw_bn", "cat_bn", "project_bn", "se_excite", "se_squeeze"} <= names
+    assert "stem_conv" not in names
+    before = {id(v): v.numpy().copy() for v, _, _ in targets}
+    decay = cp.ChannelDecay(pl, end_step=4)
+    x = _fit_with(toy, [decay], steps=2, epochs=2)  # 4 steps: the schedule ends, the epoch end zeroes
+    removed_total = 0
+    for v, idx, axis in targets:
+        now = np.moveaxis(v.numpy(), axis, 0)
+        np.testing.assert_array_equal(now[idx], 0.0)
+        kept = np.setdiff1d(np.arange(now.shape[0]), idx)
+        # Kept channels trained on: neither zeroed nor frozen at their start.
+        assert np.abs(now[kept]).sum() > 0
+        removed_total += len(idx)
+    assert removed_total > 0
+    assert any(not np.allclose(np.moveaxis(v.numpy(), a, 0)[np.setdiff1d(np.arange(v.shape[a]), i)],
+                               np.moveaxis(before[id(v)], a, 0)[np.setdiff1d(np.arange(v.shape[a]), i)])
+               for v, i, a in targets)
+    slim = cp.apply(toy, pl.rebind(toy))
+    for key in ("landmarks", "heat"):
+        np.testing.assert_allclose(slim(x, training=False)[key], toy(x, training=False)[key], atol=1e-5)
+    assert cp.count_params(slim) < cp.count_params(toy)
+
+
+def test_decay_midway_keeps_the_scheduled_fraction():
+    toy = _toy()
+    pl = cp.plan(toy, 0.5, criterion="bn", divisor=1, min_channels=1)
+    # Learning rate 0: only the schedule moves the weights, by s(2) = (1 - 2/8)^3 after two steps.
+    targets = cp.decay_targets(toy, pl)
+    start = [v.numpy().copy() for v, _, _ in targets]
+    rng = np.random.default_rng(1)
+    toy.compile(optimizer=keras.optimizers.SGD(0.0), loss={"landmarks": "mse"})
+    toy.fit(rng.uniform(-1, 1, (3, 16, 16, 3)), {"landmarks": rng.uniform(0, 1, (3, 4, 2))}, batch_size=1,
+            epochs=1, callbacks=[cp.ChannelDecay(pl, end_step=8)], verbose=0, shuffle=False)
+    for (v, idx, axis), s0 in zip(targets, start):
+        now, s0 = np.moveaxis(v.numpy(), axis, 0), np.moveaxis(s0, axis, 0)
+        np.testing.assert_allclose(now[idx], s0[idx] * 0.75 ** 3, rtol=1e-5, atol=1e-7)
+        kept = np.setdiff1d(np.arange(now.shape[0]), idx)
+        np.testing.assert_allclose(now[kept], s0[kept], rtol=1e-6)
+
+
+def test_prune_gradually_returns_the_cut_model_and_refuses_a_short_fine_tune():
+    toy = _toy()
+    pl = cp.plan(toy, 0.5, criterion="bn", divisor=1, min_channels=1)
+
+    def train(build, callbacks, epochs=2):
+        model = build()
+        _fit_with(model, callbacks, steps=2, epochs=epochs)
+        return model
+
+    slim, info = cp.prune_gradually(toy, pl, train, end_step=4)
+    assert info["cut_gap"] < 1e-5 and info["distill"] == {}
+    assert slim.get_layer("expand_conv").filters == 16
+    # The caller's model is a copy's source only: untouched.
+    assert toy.get_layer("expand_conv").filters == 32 and np.all(toy.get_layer("stem_bn").gamma.numpy() != 0)
+    with pytest.raises(ValueError, match="fewer than end_step"):
+        cp.prune_gradually(toy, pl, lambda b, c: train(b, c, epochs=1), end_step=4)
+
+
+def test_rebind_refuses_a_model_with_other_channel_spaces():
+    pl = cp.plan(_toy(), 0.5, divisor=1, min_channels=1)
+    other = keras.Sequential([keras.Input((16, 16, 3)), layers.Conv2D(4, 3, name="c")])
+    with pytest.raises(ValueError, match="rebind"):
+        pl.rebind(other)

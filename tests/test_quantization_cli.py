@@ -33,6 +33,12 @@ def _cli(*args):
       "--out", "x"], "--ratio 'conv1': expected LAYER=R"),
     (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--ratio", "conv1=1.2", "--epochs", "0",
       "--out", "x"], "with R in [0, 1)"),
+    (["--model", "tiny_test", "--method", "magnitude", "--target", "0.5", "--gradual", "2", "--epochs", "0",
+      "--out", "x"], "apply to --method channel only"),
+    (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--gradual", "2", "--epochs", "0",
+      "--out", "x"], "--gradual: needs --data and --val"),
+    (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--gradual", "-1", "--epochs", "0",
+      "--out", "x"], "--gradual: must be >= 0"),
 ])
 def test_prune_usage_errors_are_one_line_exit_2(argv, match, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -108,6 +114,24 @@ def test_channel_with_a_teacher_and_per_layer_ratios(tmp_path):
     slim = keras.models.load_model(str(out / "slim.keras"), compile=False)
     # The student came back out of the teacher wrapper, under its own layer names and the per-layer widths.
     assert slim.get_layer("conv1").filters == 4 and slim.get_layer("conv2").filters == 6
+    assert "teacher" not in [layer.name for layer in slim.layers]
+
+
+def test_channel_gradual_fades_then_cuts(tmp_path):
+    from tfalign._keras import keras
+    out = tmp_path / "gradual"
+    code = prune.main(["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--divisor", "1",
+                       "--min-channels", "1", "--criterion", "bn", "--gradual", "2", "--distill", "10", *DATA,
+                       "--epochs", "1",
+                       "--steps", "2", "--batch-size", "4", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "compression.json").read_text())
+    # 2 epochs x 2 steps of fading (the student inside the teacher wrapper), then the cut: the function survives it.
+    assert summary["gradual"]["epochs"] == 2 and summary["gradual"]["steps_per_epoch"] == 2
+    assert summary["gradual"]["cut_gap"] < 1e-4
+    assert (out / "gradual" / "history.json").is_file() and (out / "finetune" / "history.json").is_file()
+    slim = keras.models.load_model(str(out / "slim.keras"), compile=False)
+    assert summary["params"] < summary["params_before"]
     assert "teacher" not in [layer.name for layer in slim.layers]
 
 

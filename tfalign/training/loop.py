@@ -76,8 +76,9 @@ class Trainer:
                  distribution=None, progress: bool = True, log_every: int = 10, model_fn=None, callbacks=()):
         """``model_fn`` (optional): builds the model to train instead of ``arch.build(config)``, e.g. a pruned or
         quantization-aware copy of a trained model (``quantization/``); called inside the strategy scope.
-        ``callbacks``: Keras callbacks driven by the loop (``set_model``, ``on_train_begin``,
-        ``on_train_batch_begin`` before every step, ``on_epoch_end``), e.g. tfmot's ``UpdatePruningStep``."""
+        ``callbacks``: Keras callbacks driven by the loop (``set_model``, ``set_params`` with ``epochs``, ``steps``
+        and ``iterations``, the optimizer's step variable, ``on_train_begin``, ``on_train_batch_begin`` before every
+        step, ``on_epoch_end``), e.g. tfmot's ``UpdatePruningStep``."""
         from tfalign.training.distribute import make_distribution
         self.model_fn = model_fn
         self.callbacks = list(callbacks)
@@ -206,6 +207,9 @@ class Trainer:
         writers = self._summary_writers()
         for cb in self.callbacks:
             cb.set_model(self.model)
+            # As keras' fit does, plus the step counter: the model is not compiled, so model.optimizer is None here.
+            cb.set_params({"epochs": self.run.epochs, "steps": self.steps_per_epoch, "verbose": 0,
+                           "iterations": self.optimizer.iterations})
             cb.on_train_begin()
         for epoch in range(start + 1, self.run.epochs + 1):
             # Drawn before the epoch and saved after it: a resumed run draws exactly the seeds it would have.
