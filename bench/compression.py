@@ -334,6 +334,8 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     for r in runners.values():
         r.time_ms(x0, 5)
     from tqdm import tqdm
+
+    from tfalign.training.runconfig import cpu_info
     for _ in tqdm(range(args.rounds), desc=f"{name} latency rounds", unit="round", file=sys.stderr):
         for k, r in runners.items():
             times[k] += r.time_ms(x0, args.runs)
@@ -342,7 +344,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         results[k]["latency_p10_ms"] = float(np.percentile(times[k], 10))
     return {"weights": source, "weights_sha256": weights_hash if source.startswith("pretrained") else "",
             "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "input": [spec.height, spec.width, spec.channels], "val": args.val,
+            "cpu": cpu_info(), "input": [spec.height, spec.width, spec.channels], "val": args.val,
             "val_faces": len(val), "variants": results, "goals": goals(results)}
 
 
@@ -389,21 +391,34 @@ def _label(key: str, v: dict) -> str:
     if key == "channel":
         extra = " + per-layer ratios" if v.get("layer_ratios") else ""
         crit = ", BN γ" if v.get("criterion") == "bn" else ""
-        return f"channel {v['ratio']:g}{extra}{crit}{', distilled' if v.get('distill') else ''}"
+        how = ", gradual" if v.get("gradual") else ""
+        return f"channel {v['ratio']:g}{extra}{crit}{', distilled' if v.get('distill') else ''}{how}"
     if key in ("ptq_int8", "qat_int8") and v.get("int8_coverage") is not None:
         return f"{LABELS[key]} ({v['int8_coverage']:.0%} of ops int8)"
     return LABELS[key]
 
 
+def host_label(cpu) -> str:
+    """A short name for the CPU a model's rows were timed on: its hosts differ, and so do int8 speed-ups."""
+    if not cpu:
+        return "CPU not recorded"
+    isa = cpu.get("isa", [])
+    top = next((f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "i8mm", "asimddp", "asimd")
+                if f in isa), None)
+    ident = cpu.get("family_model_stepping")
+    return f"{cpu.get('model_name', '?')}{' ' + ident if ident else ''}{', ' + top if top else ''}"
+
+
 def markdown(report: dict) -> str:
-    """The results table of a compression.json: one block of rows per model, failed variants named."""
+    """The results table of a compression.json: one block of rows per model (its CPU under its name), failed
+    variants named."""
     lines = ["| model | variant | NME | dNME | MMACs | size KB | gzip KB | ms | speed-up |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, res in report["models"].items():
         variants = res["variants"]
         f = variants["float32"]
         for i, (k, v) in enumerate(variants.items()):
-            first = name if i == 0 else ""
+            first = name if i == 0 else (f"<sub>{host_label(res.get('cpu'))}</sub>" if i == 1 else "")
             if "error" in v:
                 lines.append(f"| {first} | {LABELS.get(k, k)} | failed: {v['error'][:80]} | | | | | | |")
                 continue

@@ -44,3 +44,28 @@ def test_bad_config_files(tmp_path):
 def test_unknown_model():
     with pytest.raises(ValueError, match="--model: unknown model 'nope'"):
         resolve_model("nope")
+
+
+def test_cpu_info_reads_the_first_processor_and_its_simd_features(tmp_path):
+    from tfalign.training.runconfig import cpu_info
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+                   "model name\t: Intel(R) Xeon(R) Platinum 8480+\nstepping\t: 8\n"
+                   "flags\t\t: fpu sse4_2 avx avx2 avx512f avx512_vnni amx_int8 ht\n\n"
+                   "processor\t: 1\nmodel name\t: something else\nflags\t\t: fpu\n")
+    info = cpu_info(str(x86))
+    assert info["model_name"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert info["family_model_stepping"] == "6/143/8"
+    assert info["isa"] == ["sse4_2", "avx", "avx2", "avx512f", "avx512_vnni", "amx_int8"]
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd0c\n\n")
+    info = cpu_info(str(arm))
+    assert info["model_name"] == "0xd0c" and info["isa"] == ["asimd", "asimddp", "i8mm"]
+    missing = cpu_info(str(tmp_path / "absent"))
+    assert "isa" not in missing and missing["cores"] >= 1
+
+
+def test_versions_name_the_litert_package_and_the_cpu():
+    from tfalign.training.runconfig import versions
+    v = versions()
+    assert v["ai-edge-litert"] is not None and "model_name" in v["cpu"]

@@ -1,0 +1,48 @@
+"""bench/compression.py's report side: the goals, the Markdown table, and the CPU each model's rows ran on."""
+import importlib.util
+import os
+
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "compression.py")
+_spec = importlib.util.spec_from_file_location("bench_compression", _PATH)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+AMX_HOST = {"model_name": "Intel(R) Xeon(R) Processor", "cores": 2, "family_model_stepping": "6/167/1",
+            "isa": ["avx2", "avx512f", "avx512_vnni", "amx_int8"]}
+
+
+def _variant(nme, macs, ms, **extra):
+    return {"nme": nme, "params": 100, "nonzero_params": 100, "macs": macs, "size_bytes": 4096, "gzip_bytes": 2048,
+            "latency_ms": ms, **extra}
+
+
+def _report(cpu):
+    variants = {"float32": _variant(0.040, 40e6, 1.0),
+                "channel": _variant(0.042, 24e6, 0.8, ratio=0.01, layer_ratios={"stem": 0.5}, criterion="bn",
+                                    distill={"landmarks": 300.0}, gradual={"cut_gap": 0.0}),
+                "ptq_int8": _variant(0.0404, 40e6, 0.5, int8_coverage=0.44)}
+    row = {"variants": variants, "goals": bench.goals(variants)}
+    if cpu is not None:
+        row["cpu"] = cpu
+    return {"models": {"m": row}}
+
+
+def test_goals_are_ratios_to_the_float32_row():
+    g = _report(None)["models"]["m"]["goals"]
+    assert g["channel_macs_minus_30pct"] and g["channel_latency_minus_20pct"]
+    assert not g["channel_nme_within_3pct"]  # +5 %
+    assert g["ptq_int8_nme_within_3pct"] and g["ptq_int8_1.5x_faster"]
+
+
+def test_markdown_names_the_cpu_under_each_model_and_how_it_was_pruned():
+    lines = bench.markdown(_report(AMX_HOST)).splitlines()
+    assert lines[2].startswith("| m | float32 | 4.00 % |")
+    assert "<sub>Intel(R) Xeon(R) Processor 6/167/1, amx_int8</sub>" in lines[3]
+    assert "channel 0.01 + per-layer ratios, BN γ, distilled, gradual" in lines[3]
+    assert "+5.0 %" in lines[3] and "24.0 (-40 %)" in lines[3] and "1.25x" in lines[3]
+    assert "PTQ int8 (44 % of ops int8)" in lines[4] and "2.00x" in lines[4]
+
+
+def test_rows_from_before_the_cpu_was_recorded_say_so():
+    assert "CPU not recorded" in bench.markdown(_report(None)).splitlines()[3]
+    assert bench.host_label({"model_name": "0xd0c", "isa": ["asimd", "asimddp", "i8mm"]}) == "0xd0c, i8mm"
