@@ -147,6 +147,7 @@ def main(argv=None):
             if rate > rows.get(name, 0.0):
                 rows[name], cpu[name] = rate, cpu_s
     consumed, step_s, params, train_cpu = _train_step_rate(args.size, args.batch, args.steps * args.repeats)
+    from tfalign.training.runconfig import cpu_info
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     result = {
         "benchmark": "data_pipeline",
@@ -167,8 +168,8 @@ def main(argv=None):
         "ratio_pipeline_to_training": round(rows["tf_data"] / consumed, 1),
         "ratio_cpu_training_to_pipeline": round(train_cpu / cpu["tf_data"], 1),
         "goal_ratio": 10.0,
-        "machine": {"cpus": os.cpu_count(), "load_average_1min": load, "platform": platform.platform(),
-                    "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_info(), "load_average_1min": load,
+                    "platform": platform.platform(), "python": platform.python_version()},
         "command": "python bench/data_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "note": "pipeline and training step timed separately; during training they share the CPU cores",
     }

@@ -126,9 +126,10 @@ def main(argv=None) -> int:
     for r in rows:
         s = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
         print(f"{r['part']:<58} {r['kernels']:<8} {r['float32_ms']:>10.3f} {r['int8_ms']:>8.3f} {s:>8}")
+    from tfalign.training.runconfig import cpu_info
     out = {"command": "python bench/int8_split.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "created": time.strftime("%Y-%m-%d %H:%M:%S"), "runtime": runtime_version(), "model": args.model,
-           "model_dir": args.model_dir, "parts": {n: l for n, l in args.parts}, "threads": 1,
+           "created": time.strftime("%Y-%m-%d %H:%M:%S"), "runtime": runtime_version(), "cpu": cpu_info(),
+           "model": args.model, "model_dir": args.model_dir, "parts": {n: l for n, l in args.parts}, "threads": 1,
            "rounds": args.rounds, "runs": args.runs, "calibration": f"{args.calibration} ({args.calibration_size})",
            "rows": rows}
     from tfalign.io import atomic_write

@@ -257,7 +257,8 @@ def crops_for(input_spec, n: int = 8) -> np.ndarray:
 
 def machine() -> dict:
     import platform
-    return {"cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1),
+    from tfalign.training.runconfig import cpu_info
+    return {"cpu_count": os.cpu_count(), "cpu": cpu_info(), "load_average_1m": round(os.getloadavg()[0], 1),
             "platform": platform.platform(), "note": "2 cores shared with other training runs: latencies are "
                                                      "noisy, compare within one table only"}
 

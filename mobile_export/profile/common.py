@@ -163,18 +163,15 @@ def now_iso() -> str:
 
 
 def host_device() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"model": f"host ({platform.node() or 'unknown'})", "manufacturer": "", "soc": cpu,
+    from tfalign.training.runconfig import cpu_info
+    cpu = cpu_info()
+    ident = cpu.get("family_model_stepping")
+    # cpu_features: XNNPACK dispatches on them, and int8-vs-float ratios differ between x86 hosts that have them
+    # and hosts that don't (docs/compression.md).
+    return {"model": f"host ({platform.node() or 'unknown'})", "manufacturer": "",
+            "soc": cpu["model_name"] + (f" ({ident})" if ident else ""),
             "os": f"{platform.system()} {platform.release()}", "abi": platform.machine(),
-            "cpu_cores": os.cpu_count() or 1}
+            "cpu_cores": os.cpu_count() or 1, "cpu_features": cpu.get("isa", [])}
 
 
 def load_schema() -> dict:
