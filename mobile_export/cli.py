@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-size", type=int, default=64, metavar="N",
                    help="faces used for int8 calibration (default: 64)")
     p.add_argument("--check", metavar="SPEC",
-                   help="faces for the Keras-vs-exported parity check (dataset spec); default: 16 synthetic faces "
-                        "disjoint from the calibration set")
+                   help="faces for the Keras-vs-exported parity check (dataset spec); default: another random "
+                        "sample of --calibration's dataset when it is given, else 16 synthetic faces disjoint from "
+                        "the calibration set")
     p.add_argument("--check-size", type=int, default=16, metavar="N",
                    help="faces used for the parity check (default: 16)")
     p.add_argument("--no-check", action="store_true",

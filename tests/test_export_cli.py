@@ -181,3 +181,21 @@ def test_set_overrides_keep_weights_and_refuse_weight_changes():
         with_overrides(arch, cfg, model, ["channels=[8,8,8]"])
     with pytest.raises(ValueError, match="unknown config field 'no_such'"):
         with_overrides(arch, cfg, model, ["no_such=1"])
+
+
+def test_without_check_the_parity_faces_come_from_the_calibration_dataset(shared_data):
+    """A model trained on real faces drifts apart from its int8 copy on procedural faces: real calibration faces
+    make the parity check use that dataset too (another sample), unless --check says otherwise."""
+    from mobile_export import export
+    from tfalign.models.base import resolve
+
+    spec = f"300w:{shared_data / 'lfpw' / 'trainset'}"
+    input_spec = resolve("mobile_two_stage")[1].input
+    faces = export.Faces(input_spec, calibration=spec, calibration_size=4, check_size=3)
+    assert faces.check_source.startswith(spec) and "no --check given" in faces.check_source
+    records = faces.check_records()
+    assert len(records) == 3 and all(os.path.isfile(r.image_path) for r in records)
+    synthetic = export.Faces(input_spec, check_size=3)
+    assert synthetic.check_source.startswith("synthetic:3")
+    explicit = export.Faces(input_spec, calibration=spec, check="synthetic:3", check_size=3)
+    assert explicit.check_source == "synthetic:3"
