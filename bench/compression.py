@@ -79,7 +79,8 @@ def parse_args(argv=None):
                    help="fraction of filters removed per prunable channel space: one value, or per model "
                         "(e.g. mobile_two_stage=0.45,pipnet_mbv3=0.35; default 0.35)")
     p.add_argument("--channel-divisor", type=int, default=8,
-                   help="kept channel counts rounded up to a multiple of this (default 8)")
+                   help="kept channel counts rounded up to a multiple of this (default 8; 16 pays on x86 AVX-512 hosts, "
+                        "where convolutions compute output channels in blocks of 16: bench/channel_blocks.py)")
     p.add_argument("--channel-layer-ratio", default="", metavar="LAYER=R,...",
                    help="per producer layer, a ratio overriding --channel-ratio for its channel space, for models "
                         "that have that layer (e.g. the high-resolution expansions, where the latency is)")
@@ -392,7 +393,8 @@ def _label(key: str, v: dict) -> str:
         extra = " + per-layer ratios" if v.get("layer_ratios") else ""
         crit = ", BN γ" if v.get("criterion") == "bn" else ""
         how = ", gradual" if v.get("gradual") else ""
-        return f"channel {v['ratio']:g}{extra}{crit}{', distilled' if v.get('distill') else ''}{how}"
+        div = f", widths ×{v['divisor']}" if v.get("divisor", 8) != 8 else ""  # the time steps with it (channel_blocks)
+        return f"channel {v['ratio']:g}{extra}{div}{crit}{', distilled' if v.get('distill') else ''}{how}"
     if key in ("ptq_int8", "qat_int8") and v.get("int8_coverage") is not None:
         return f"{LABELS[key]} ({v['int8_coverage']:.0%} of ops int8)"
     return LABELS[key]

@@ -47,7 +47,10 @@ def parse_args(argv=None):
     p.add_argument("--criterion", choices=("l1", "bn"), default="l1",
                    help="channel: filter importance, L1 norm of the filter or |BN gamma| (default l1)")
     p.add_argument("--divisor", type=int, default=8,
-                   help="channel: kept widths are rounded up to a multiple of this (default 8, SIMD-friendly)")
+                   help="channel: kept widths are rounded up to a multiple of this (default 8). Match the target "
+                        "CPU's kernel width: a convolution's output channels run in blocks of it, so a width between "
+                        "two multiples costs the next one (16 on x86 with AVX-512, measured by "
+                        "bench/channel_blocks.py; XNNPACK's ARM kernels use 8 or 16, not measured here)")
     p.add_argument("--min-channels", type=int, default=8,
                    help="channel: never keep fewer filters than this in a channel space (default 8)")
     p.add_argument("--ratio", action="append", default=[], metavar="LAYER=R",

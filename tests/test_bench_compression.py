@@ -18,7 +18,7 @@ def _variant(nme, macs, ms, **extra):
 
 def _report(cpu):
     variants = {"float32": _variant(0.040, 40e6, 1.0),
-                "channel": _variant(0.042, 24e6, 0.8, ratio=0.01, layer_ratios={"stem": 0.5}, criterion="bn",
+                "channel": _variant(0.042, 24e6, 0.8, ratio=0.01, layer_ratios={"stem": 0.5}, criterion="bn", divisor=4,
                                     distill={"landmarks": 300.0}, gradual={"cut_gap": 0.0}),
                 "ptq_int8": _variant(0.0404, 40e6, 0.5, int8_coverage=0.44)}
     row = {"variants": variants, "goals": bench.goals(variants)}
@@ -38,7 +38,7 @@ def test_markdown_names_the_cpu_under_each_model_and_how_it_was_pruned():
     lines = bench.markdown(_report(AMX_HOST)).splitlines()
     assert lines[2].startswith("| m | float32 | 4.00 % |")
     assert "<sub>Intel(R) Xeon(R) Processor 6/167/1, amx_int8</sub>" in lines[3]
-    assert "channel 0.01 + per-layer ratios, BN γ, distilled, gradual" in lines[3]
+    assert "channel 0.01 + per-layer ratios, widths ×4, BN γ, distilled, gradual" in lines[3]
     assert "+5.0 %" in lines[3] and "24.0 (-40 %)" in lines[3] and "1.25x" in lines[3]
     assert "PTQ int8 (44 % of ops int8)" in lines[4] and "2.00x" in lines[4]
 
@@ -46,3 +46,9 @@ def test_markdown_names_the_cpu_under_each_model_and_how_it_was_pruned():
 def test_rows_from_before_the_cpu_was_recorded_say_so():
     assert "CPU not recorded" in bench.markdown(_report(None)).splitlines()[3]
     assert bench.host_label({"model_name": "0xd0c", "isa": ["asimd", "asimddp", "i8mm"]}) == "0xd0c, i8mm"
+
+
+def test_the_default_divisor_is_not_spelled_out():
+    report = _report(None)
+    report["models"]["m"]["variants"]["channel"]["divisor"] = 8
+    assert "channel 0.01 + per-layer ratios, BN γ" in bench.markdown(report)
