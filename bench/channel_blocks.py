@@ -2,7 +2,7 @@
 
 Channel pruning (quantization.channel_pruning) assumes time falls with channels. XNNPACK, LiteRT's CPU delegate,
 computes a convolution's output channels in blocks of its GEMM micro-kernel's width (``nr``: 16 float32 lanes with
-AVX-512 on x86, 8 with NEON on most phones' ARM cores), so a layer cut from 32 to 24 channels may run exactly as
+AVX-512 on x86, measured here; XNNPACK's ARM kernels are 8 or 16 wide, not measured here), so a layer cut from 32 to 24 channels may run exactly as
 long as before: the last block is computed whole. The kept counts are rounded to ``--channel-divisor``
 (``python -m quantization.prune``, ``bench/compression.py``); this table says which divisor the CPU it runs on
 rewards. Each shape is exported float32 and PTQ int8 (random weights, calibrated on random inputs) and timed with
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from mobile_export import tflite
-    from mobile_export.profile.common import make_interpreter, runtime_version
+    from mobile_export.profile.common import interleaved_ms, runtime_version, warm_interpreter
     from quantization import presets
     from quantization.calibration import representative_from
     from tfalign.training.runconfig import cpu_info
@@ -97,19 +97,9 @@ def main(argv=None) -> int:
             model = _conv_model(shape["kernel"], shape["input"], cout, seed=cout)
             for precision, preset in (("float32", presets.for_float32()),
                                       ("int8", presets.for_int8(faces))):
-                it = make_interpreter(model_content=tflite.convert(model, preset=preset), threads=1, xnnpack=True)
-                it.allocate_tensors()
-                d = it.get_input_details()[0]
-                it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-                it.invoke()  # first-run allocation and XNNPACK weight packing
-                interpreters[(shape["name"], cout, precision)] = it
-    times = {k: [] for k in interpreters}
-    for _ in tqdm(range(args.rounds), desc="rounds", file=sys.stderr):
-        for key, it in interpreters.items():
-            t0 = time.perf_counter()
-            for _ in range(args.runs):
-                it.invoke()
-            times[key].append((time.perf_counter() - t0) / args.runs * 1e3)
+                data = tflite.convert(model, preset=preset)
+                interpreters[(shape["name"], cout, precision)] = warm_interpreter(data, threads=1, xnnpack=True)
+    times = interleaved_ms(interpreters, args.rounds, args.runs)
 
     rows = []
     for shape in args.shape:

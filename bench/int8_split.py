@@ -72,7 +72,7 @@ def _load(args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mobile_export import tflite
-    from mobile_export.profile.common import make_interpreter, runtime_version
+    from mobile_export.profile.common import interleaved_ms, runtime_version, warm_interpreter
     from quantization import calibration, presets
     from tfalign._keras import keras
 
@@ -92,20 +92,8 @@ def main(argv=None) -> int:
             data = tflite.convert(m, preset=preset)
             exports[(name, precision)] = {"size_bytes": len(data), "ops": len(tflite.op_names(data))}
             for xnnpack in (True, False):
-                it = make_interpreter(model_content=data, threads=1, xnnpack=xnnpack)
-                it.allocate_tensors()
-                d = it.get_input_details()[0]
-                it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-                it.invoke()  # warm-up: first-run allocation and XNNPACK weight packing
-                interpreters[(name, precision, xnnpack)] = it
-    times = {k: [] for k in interpreters}
-    from tqdm import tqdm
-    for _ in tqdm(range(args.rounds), desc="rounds", file=sys.stderr):
-        for key, it in interpreters.items():
-            t0 = time.perf_counter()
-            for _ in range(args.runs):
-                it.invoke()
-            times[key].append((time.perf_counter() - t0) / args.runs * 1e3)
+                interpreters[(name, precision, xnnpack)] = warm_interpreter(data, threads=1, xnnpack=xnnpack)
+    times = interleaved_ms(interpreters, args.rounds, args.runs)
     rows = []
     for name in models:
         for xnnpack in (True, False):

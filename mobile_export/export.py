@@ -209,17 +209,18 @@ class Faces:
         return self._cal
 
     @property
-    def _check_spec(self):
+    def _check_from_calibration(self) -> bool:
         # Real calibration faces and no --check: compare on that dataset too (another random sample, seed 1). A
         # model trained on real faces is out of distribution on the procedural ones, where float and int8 drift
         # apart although they agree on faces like the ones it will see.
-        return self.check if self.check is not None else self.calibration
+        return self.check is None and self.calibration is not None
 
     def check_records(self) -> list:
         if self._chk is None:
             # seed 1: never the calibration faces (seed 0) when both are synthetic
-            flag = "--check" if self.check is not None or self.calibration is None else "--calibration"
-            self._chk = self._records(self._check_spec, self.check_size, 1, flag)
+            spec, flag = ((self.calibration, "--calibration") if self._check_from_calibration
+                          else (self.check, "--check"))
+            self._chk = self._records(spec, self.check_size, 1, flag)
         return self._chk
 
     @property
@@ -228,7 +229,7 @@ class Faces:
 
     @property
     def check_source(self) -> str:
-        if self.check is None and self.calibration is not None:
+        if self._check_from_calibration:
             return f"{self.calibration} ({self.check_size} faces, seed 1: --calibration's dataset, no --check given)"
         return self.check or f"synthetic:{self.check_size} (tfalign.data.synthetic, seed 1)"
 

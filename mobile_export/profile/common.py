@@ -11,6 +11,8 @@ import json
 import os
 import pathlib
 import platform
+import sys
+import time
 
 import numpy as np
 
@@ -50,6 +52,31 @@ def make_interpreter(model_path=None, model_content=None, threads: int = 1, xnnp
     return mod.Interpreter(model_path=None if model_path is None else os.fspath(model_path),
                            model_content=model_content, num_threads=int(threads),
                            experimental_op_resolver_type=resolver)
+
+
+def warm_interpreter(model_content: bytes, threads: int = 1, xnnpack: bool = True):
+    """:func:`make_interpreter`, allocated, zeros in its first input and invoked once, so the first-run allocation
+    and XNNPACK's weight packing stay out of any timing."""
+    it = make_interpreter(model_content=model_content, threads=threads, xnnpack=xnnpack)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    it.invoke()
+    return it
+
+
+def interleaved_ms(interpreters: dict, rounds: int, runs: int, desc: str = "rounds") -> dict:
+    """Per key, the mean ms of ``runs`` invokes in each of ``rounds`` rounds; every round visits every interpreter,
+    so all of them share the machine's noise and their ratios compare (take the median over rounds)."""
+    from tqdm import tqdm
+    times = {k: [] for k in interpreters}
+    for _ in tqdm(range(rounds), desc=desc, file=sys.stderr):
+        for key, it in interpreters.items():
+            t0 = time.perf_counter()
+            for _ in range(runs):
+                it.invoke()
+            times[key].append((time.perf_counter() - t0) / runs * 1e3)
+    return times
 
 
 def sha256_file(path) -> str:
