@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from mobile_export.profile import x86_amx  # noqa: E402  (stdlib only)
+
 DEFAULT_SHAPES = ["3x3:128x128x48", "1x1:64x64x64"]
 
 
@@ -62,6 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=int, default=10, help="invokes per model per round (default 10)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                  "channel_blocks.json"), help="JSON results file")
+    x86_amx.add_argument(p)
     args = p.parse_args(argv)
     for flag in ("rounds", "runs"):
         if getattr(args, flag) <= 0:
@@ -81,6 +84,8 @@ def _conv_model(kernel: int, input_shape, cout: int, seed: int):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.no_amx:
+        x86_amx.deny()  # before any interpreter: XNNPACK reads the CPU's features once per process
     from tqdm import tqdm
 
     from mobile_export import tflite
@@ -117,6 +122,7 @@ def main(argv=None) -> int:
               f"{r['float32_gmacs']:>10.1f} {r['int8_ms']:>8.3f} {r['int8_gmacs']:>11.1f}")
     out = {"command": "python bench/channel_blocks.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "runtime": runtime_version(), "cpu": cpu_info(),
+           "x86_amx": x86_amx.status(),
            "threads": 1, "kernels": "XNNPACK", "rounds": args.rounds, "runs": args.runs,
            "shapes": args.shape, "rows": rows}
     from tfalign.io import atomic_write

@@ -52,6 +52,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from mobile_export.profile import x86_amx  # noqa: E402  (stdlib only)
+
 from mobile_export.tflite import Runner as TFLiteRunner  # noqa: E402
 
 DEFAULT_TRAIN = "300w:/work/shared/data/lfpw/trainset#train"
@@ -105,6 +107,7 @@ def parse_args(argv=None):
                         "own command)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                  "compression.json"))
+    x86_amx.add_argument(p)
     args = p.parse_args(argv)
     for flag in ("magnitude_epochs", "channel_epochs", "qat_epochs", "steps", "batch_size", "calibration_size",
                  "rounds", "runs"):
@@ -345,8 +348,8 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
         results[k]["latency_p10_ms"] = float(np.percentile(times[k], 10))
     return {"weights": source, "weights_sha256": weights_hash if source.startswith("pretrained") else "",
             "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cpu": cpu_info(), "input": [spec.height, spec.width, spec.channels], "val": args.val,
-            "val_faces": len(val), "variants": results, "goals": goals(results)}
+            "cpu": cpu_info(), "x86_amx": x86_amx.status(), "input": [spec.height, spec.width, spec.channels],
+            "val": args.val, "val_faces": len(val), "variants": results, "goals": goals(results)}
 
 
 def goals(r: dict) -> dict:
@@ -435,6 +438,8 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.no_amx:
+        x86_amx.deny()  # before any interpreter: XNNPACK reads the CPU's features once per process
     if args.markdown:
         with open(args.out) as fh:
             print(markdown(json.load(fh)))

@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from mobile_export.profile import x86_amx  # noqa: E402  (stdlib only)
+
 DEFAULT_DATA = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
                                              "data", "lfpw", "trainset"))
 DEFAULT_PARTS = {"mobile_two_stage": ["stage 1 (backbone + coarse heatmaps)=heatmap1",
@@ -47,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=int, default=30, help="invokes per export per round (default 30)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                  "int8_split.json"), help="JSON results file")
+    x86_amx.add_argument(p)
     args = p.parse_args(argv)
     for flag in ("calibration_size", "rounds", "runs"):
         if getattr(args, flag) <= 0:
@@ -71,6 +74,8 @@ def _load(args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.no_amx:
+        x86_amx.deny()  # before any interpreter: XNNPACK reads the CPU's features once per process
     from mobile_export import tflite
     from mobile_export.profile.common import interleaved_ms, runtime_version, warm_interpreter
     from quantization import calibration, presets
@@ -117,6 +122,7 @@ def main(argv=None) -> int:
     from tfalign.training.runconfig import cpu_info
     out = {"command": "python bench/int8_split.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "runtime": runtime_version(), "cpu": cpu_info(),
+           "x86_amx": x86_amx.status(),
            "model": args.model, "model_dir": args.model_dir, "parts": {n: l for n, l in args.parts}, "threads": 1,
            "rounds": args.rounds, "runs": args.runs, "calibration": f"{args.calibration} ({args.calibration_size})",
            "rows": rows}

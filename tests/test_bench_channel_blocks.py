@@ -39,3 +39,10 @@ def test_tiny_run_writes_one_row_per_shape_and_channel_count(tmp_path):
     for r in report["rows"]:
         assert r["float32_ms"] > 0 and r["int8_ms"] > 0
     assert report["cpu"]["cores"] >= 1 and report["kernels"] == "XNNPACK"
+    assert report["x86_amx"] in ("available", "absent")  # not denied: this process has no filter
+
+
+def test_help_offers_no_amx(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--help"])
+    assert "--no-amx" in capsys.readouterr().out

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write JSON results and PNG charts here (MODEL.host.json/.png, .perop.*, .phones.*, "
                          "imported.*)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from mobile_export.profile import x86_amx  # stdlib only: --help stays instant
+    x86_amx.add_argument(ap)
     return ap
 
 
@@ -83,7 +85,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not (args.model or args.imports or args.calibration):
         ap.error("give MODEL.tflite, --import FILE... or --calibration")
-    from mobile_export.profile import benchmark_tool, run
+    from mobile_export.profile import benchmark_tool, run, x86_amx
+    if args.no_amx:
+        try:
+            x86_amx.deny()  # before any interpreter: XNNPACK reads the CPU's features once per process
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         return run.run(args)
     except ValueError as exc:  # bad input: a file, an argument

@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from . import x86_amx
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "schemas" / "benchmark.schema.json"
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "npu", "coreml", "hexagon", "qnn", "other")
@@ -194,11 +196,11 @@ def host_device() -> dict:
     cpu = cpu_info()
     ident = cpu.get("family_model_stepping")
     # cpu_features: XNNPACK dispatches on them, and int8-vs-float ratios differ between x86 hosts that have them
-    # and hosts that don't (docs/compression.md).
+    # and hosts that don't (docs/compression.md); x86_amx says whether XNNPACK could use AMX (--no-amx denies it).
     return {"model": f"host ({platform.node() or 'unknown'})", "manufacturer": "",
             "soc": cpu["model_name"] + (f" ({ident})" if ident else ""),
             "os": f"{platform.system()} {platform.release()}", "abi": platform.machine(),
-            "cpu_cores": os.cpu_count() or 1, "cpu_features": cpu.get("isa", [])}
+            "cpu_cores": os.cpu_count() or 1, "cpu_features": cpu.get("isa", []), "x86_amx": x86_amx.status()}
 
 
 def load_schema() -> dict:
