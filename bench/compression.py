@@ -403,15 +403,17 @@ def _label(key: str, v: dict) -> str:
     return LABELS[key]
 
 
-def host_label(cpu) -> str:
-    """A short name for the CPU a model's rows were timed on: its hosts differ, and so do int8 speed-ups."""
+def host_label(cpu, amx: str = "") -> str:
+    """A short name for the CPU a model's rows were timed on: its hosts differ, and so do int8 speed-ups.
+    ``amx``: the row's ``x86_amx``; ``denied`` (``--no-amx``) names the SIMD kernels that ran instead."""
     if not cpu:
         return "CPU not recorded"
-    isa = cpu.get("isa", [])
+    isa = [f for f in cpu.get("isa", []) if not (amx == "denied" and f.startswith("amx"))]
     top = next((f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "i8mm", "asimddp", "asimd")
                 if f in isa), None)
     ident = cpu.get("family_model_stepping")
-    return f"{cpu.get('model_name', '?')}{' ' + ident if ident else ''}{', ' + top if top else ''}"
+    denied = ", AMX denied" if amx == "denied" else ""
+    return f"{cpu.get('model_name', '?')}{' ' + ident if ident else ''}{', ' + top if top else ''}{denied}"
 
 
 def markdown(report: dict) -> str:
@@ -423,7 +425,7 @@ def markdown(report: dict) -> str:
         variants = res["variants"]
         f = variants["float32"]
         for i, (k, v) in enumerate(variants.items()):
-            first = name if i == 0 else (f"<sub>{host_label(res.get('cpu'))}</sub>" if i == 1 else "")
+            first = name if i == 0 else (f"<sub>{host_label(res.get('cpu'), res.get('x86_amx', ''))}</sub>" if i == 1 else "")
             if "error" in v:
                 lines.append(f"| {first} | {LABELS.get(k, k)} | failed: {v['error'][:80]} | | | | | | |")
                 continue

@@ -46,6 +46,9 @@ def test_markdown_names_the_cpu_under_each_model_and_how_it_was_pruned():
 def test_rows_from_before_the_cpu_was_recorded_say_so():
     assert "CPU not recorded" in bench.markdown(_report(None)).splitlines()[3]
     assert bench.host_label({"model_name": "0xd0c", "isa": ["asimd", "asimddp", "i8mm"]}) == "0xd0c, i8mm"
+    xeon = {"model_name": "Xeon", "isa": ["avx2", "avx512_vnni", "amx_int8"]}
+    assert bench.host_label(xeon) == "Xeon, amx_int8"
+    assert bench.host_label(xeon, "denied") == "Xeon, avx512_vnni, AMX denied"
 
 
 def test_the_default_divisor_is_not_spelled_out():

@@ -317,3 +317,69 @@ def test_calibrated_ranges_cover_activations_beyond_six():
     assert default_err > 5 and calibrated_err < min(0.1 * ref.max(), default_err / 5), (default_err, calibrated_err)
     with pytest.raises(ValueError, match="no calibration batches"):
         qat.calibrate_ranges(default, model, [])
+
+
+def _separable_model():
+    """Separable conv → BN → ReLU twice (the dense U-Net's `_sep`), one of them read by two layers and an output."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    a = layers.SeparableConv2D(8, 3, padding="same", use_bias=False, name="sep_a")(inp)
+    a = layers.ReLU(name="relu_a")(layers.BatchNormalization(name="bn_a")(a))
+    b = layers.SeparableConv2D(4, 3, strides=2, padding="same", name="sep_b")(a)
+    c = layers.Conv2D(4, 1, name="head")(layers.ReLU(name="relu_b")(layers.BatchNormalization(name="bn_b")(b)))
+    model = keras.Model(inp, {"out": c, "raw": b})
+    for layer in model.layers:  # BN statistics far from (0, 1), so a pre-BN quantization error is amplified
+        if isinstance(layer, layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([np.full(n, 3.0), np.zeros(n), np.zeros(n), np.full(n, 0.01)])
+    return model
+
+
+def test_split_separable_keeps_outputs_and_names_the_halves():
+    model = _separable_model()
+    split = qat.split_separable(model)
+    names = [layer.name for layer in split.layers]
+    assert "sep_a" not in names and {"sep_a_dw", "sep_a_pw", "sep_b_dw", "sep_b_pw"} <= set(names)
+    assert isinstance(split.get_layer("sep_b_dw"), layers.DepthwiseConv2D)
+    assert split.get_layer("sep_b_dw").strides == (2, 2) and split.get_layer("sep_b_pw").use_bias
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    ref, out = model(x), split(x)
+    assert set(out) == {"out", "raw"}
+    for k in ref:
+        np.testing.assert_allclose(out[k].numpy(), ref[k].numpy(), rtol=1e-5, atol=1e-5)
+    assert qat.split_separable(split) is split  # nothing left to split
+
+
+def test_separable_halves_fold_their_batch_norm_and_start_close_to_float():
+    model = _separable_model()
+    split = qat.split_separable(model)
+    kinds = {name: kind for kind, names in qat.coverage(split).items() for name in names}
+    assert kinds["bn_a"] == "registry"  # follows a plain 1x1 convolution now: folded, no pre-BN fake quant
+    x = np.random.default_rng(1).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    q = qat.quantize_model(model, calibration=[x])
+    pw = [layer for layer in q.layers if getattr(layer, "layer", layer).name == "sep_a_pw"][0]
+    assert not [w for w in pw.weights if "post_activation" in w.name]  # the BN output is what gets quantized
+    ref = model(x)["out"].numpy()
+    np.testing.assert_allclose(q(x, training=False)["out"].numpy(), ref, atol=0.05 * np.ptp(ref))
+
+
+def test_weight_ranges_start_at_the_weights():
+    model = _hard_swish_model()
+    q = qat.quantize_model(model)
+    ranges = [(layer, v) for layer in q.layers for v in layer.weights if v.name.endswith("kernel_max:0")]
+    assert ranges
+    for layer, vmax in ranges:
+        kernel = [w for w in layer.weights if w.name.split("/")[-1] in ("kernel:0", "depthwise_kernel:0")][0]
+        # tfmot's initial value is 6; the symmetric range is the largest |weight| (per channel where per-axis)
+        assert np.max(vmax.numpy()) == pytest.approx(np.max(np.abs(kernel.numpy())), rel=1e-5)
+
+
+def test_float_weights_reassemble_separable_layers():
+    model = _separable_model()
+    q = qat.quantize_model(model)
+    plain = keras.models.clone_model(model)
+    for w in plain.weights:
+        w.assign(np.zeros(w.shape, w.dtype.as_numpy_dtype))
+    qat.float_weights(q, plain)
+    for a, b in zip(plain.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)

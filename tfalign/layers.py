@@ -338,8 +338,10 @@ def with_group_impl(model, impl: str):
     """``model`` with every top-level ``GroupConv2D`` computing as ``impl``; other layers (and their weights) are
     shared, the new convolutions get the old kernels. ``model`` itself when nothing changes.
 
-    Full-integer exports use ``native``: int8 runs both forms equally fast here, and the grouped kernel quantizes
-    with one scale per output channel (68) instead of one per depthwise channel (1,088), a smaller file.
+    Full-integer exports use ``native``: int8 runs both forms equally fast on x86 SIMD kernels (EPYC, and an AMX
+    Xeon with ``--no-amx``), and the grouped kernel quantizes with one scale per output channel (68) instead of one
+    per depthwise channel (1,088), a smaller file. With XNNPACK's AMX kernels the grouped form is slower (whole
+    mobile_two_stage int8: 1.32 vs 1.18 ms, docs/compression.md); phones have no AMX.
     """
     old = {layer.name: layer for layer in model.layers
            if isinstance(layer, GroupConv2D) and layer.impl != impl}
