@@ -132,7 +132,9 @@ def host_latency(runner, x: np.ndarray, runs: int = 30, warmup: int = 5) -> dict
         t0 = time.perf_counter()
         runner.run_normalized(x)
         times.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs}
+    from mobile_export.profile import x86_amx  # whether XNNPACK could run int8 on Intel AMX (no phone has it)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs,
+            "x86_amx": x86_amx.status()}
 
 
 def synthetic_records(n: int, input_spec, seed: int):

@@ -410,4 +410,8 @@ def format_summary(s: dict) -> str:
     if lat:
         lines.append(f"  host latency  {lat['median_ms']:.2f} ms median, p90 {lat['p90_ms']:.2f} ms "
                      f"({lat['threads']} thread, LiteRT)")
+        if lat.get("x86_amx") == "available" and s.get("quantize") == "int8":
+            # AMX int8 tiles are 64 channels wide: small mobile layers ran slower than float32 (docs/compression.md)
+            lines.append("                this CPU has Intel AMX, which XNNPACK used for int8 and no phone has; "
+                         "phone-like timing: python -m tfalign.profile MODEL --no-amx")
     return "\n".join(lines)

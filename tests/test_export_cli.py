@@ -44,6 +44,7 @@ def test_tflite_export_writes_model_contract_and_summary(tmp_path, capsys):
     assert summary["ops"]["CONV_2D"] == 2 and 0 < summary["int8_coverage"] < 1
     assert summary["parity"]["passed"] and summary["parity"]["faces"] == 3
     assert summary["host_latency"]["median_ms"] > 0
+    assert summary["host_latency"]["x86_amx"] in ("available", "absent")
     assert summary["calibration"].startswith("synthetic:4")
     # the contract is embedded in the model too
     from tfalign.runtime import read_tflite_metadata
@@ -199,3 +200,13 @@ def test_without_check_the_parity_faces_come_from_the_calibration_dataset(shared
     assert synthetic.check_source.startswith("synthetic:3")
     explicit = export.Faces(input_spec, calibration=spec, check="synthetic:3", check_size=3)
     assert explicit.check_source == "synthetic:3"
+
+
+def test_summary_says_when_int8_timing_used_amx():
+    from mobile_export.export import format_summary
+    base = {"target": "tflite", "files": {"model": "m.tflite"}, "size_bytes": 1024, "weights": "random",
+            "params": 10, "quantize": "int8",
+            "host_latency": {"median_ms": 1.0, "p90_ms": 1.2, "threads": 1, "x86_amx": "available"}}
+    assert "--no-amx" in format_summary(base)
+    for change in ({"quantize": "none"}, {"host_latency": {**base["host_latency"], "x86_amx": "absent"}}):
+        assert "--no-amx" not in format_summary({**base, **change})
