@@ -14,6 +14,12 @@ How the model is cut (on the functional graph, no per-architecture code):
    inputs' spaces into one (a residual stage, a squeeze-excite gate): they share one kept-index set.
    ``Concatenate`` lays its inputs' segments side by side; a layer declaring ``repeats_channels = k`` (dense
    U-Net's ``ReplicateChannels``) lays its input's segments side by side k times.
+   A custom layer whose channels never leave it can prune its inside itself: it defines
+   ``internal_channel_scores()`` (per internal feature map, ``[groups, width]`` filter scores) and
+   ``internal_pruned(keep)`` (the config and weights of the copy keeping ``keep[map][group]``); Pose-Tree-MoE's
+   ``ExpertCNNs`` and ``ExpertRegressors`` do (each expert keeps its own best filters, by L1 norm, whatever
+   ``criterion``; ``ratio``, per-layer ``ratios`` and ``skip`` apply by layer name; no ``divisor``: the widths are
+   per expert). Gradual pruning (:func:`decay_targets`) does not fade them: they are cut at once.
 2. **What may not change.** Model inputs and outputs, and every input of a layer the rules above do not cover
    (custom layers such as ``PointPatches``/``SoftArgmax``/``PIPDecode``, ``GroupConv2D``, reshapes, layers used
    twice) keep all their channels. A space is prunable when it is produced only by convolutions/dense layers
@@ -224,13 +230,26 @@ class PruningPlan:
     members: dict  # space id → producer layer names
     fixed: dict  # space id → reason (spaces that may not change)
     graph: object = dataclasses.field(repr=False, default=None)
+    # layer name → per internal feature map, [groups, kept] indices (layers pruning inside themselves)
+    internal: dict = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         lines = []
         for r, idx in sorted(self.kept.items(), key=lambda kv: self.members[kv[0]][0]):
             names = ", ".join(self.members[r][:3]) + (" ..." if len(self.members[r]) > 3 else "")
             lines.append(f"{self.sizes[r]:>5} -> {len(idx):<5} {names}")
+        sizes = self.internal_sizes
+        for name, maps in self.internal.items():
+            for i, keep in enumerate(maps):
+                lines.append(f"{keep.shape[0]}x{sizes[name][i]} -> {keep.shape[0]}x{keep.shape[1]}  {name} "
+                             f"(internal map {i}: groups x width)")
         return "\n".join(lines) if lines else "(no channel removed)"
+
+    @property
+    def internal_sizes(self) -> dict:
+        graph_model = self.graph.model if self.graph is not None else None
+        return {name: [s.shape[1] for s in graph_model.get_layer(name).internal_channel_scores()]
+                for name in self.internal} if graph_model is not None else {}
 
     def removed(self, root: int) -> np.ndarray:
         """Indices of the channels of space ``root`` the plan removes."""
@@ -249,7 +268,13 @@ class PruningPlan:
 
     def removed_fraction(self) -> float:
         total = sum(self.sizes[r] for r in self.kept)
-        return 1.0 - sum(len(v) for v in self.kept.values()) / total if total else 0.0
+        kept = sum(len(v) for v in self.kept.values())
+        sizes = self.internal_sizes
+        for name, maps in self.internal.items():
+            for keep, size in zip(maps, sizes[name]):
+                total += keep.shape[0] * size
+                kept += keep.size
+        return 1.0 - kept / total if total else 0.0
 
 
 def _layer_scores(layer, criterion: str, model) -> np.ndarray:
@@ -320,7 +345,21 @@ def plan(model, ratio: float, criterion: str = "l1", divisor: int = 8, min_chann
         scores = importance(graph, root, criterion)
         order = np.argsort(-scores, kind="stable")
         kept[root] = np.sort(order[:keep])
-    return PruningPlan(kept, sizes, members, fixed, graph)
+    internal = {}
+    for layer in model.layers:
+        if not hasattr(layer, "internal_channel_scores") or layer.name in set(skip):
+            continue
+        r = ratios.get(layer.name, ratio)
+        maps, changed = [], False
+        for scores in layer.internal_channel_scores():  # [groups, width]: each group keeps its best filters
+            groups, width = scores.shape
+            keep = max(1, math.ceil(width * (1.0 - r)), math.ceil(min(min_channels, groups * width) / groups))
+            keep = min(width, keep)
+            changed |= keep < width
+            maps.append(np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :keep], axis=1))
+        if changed:
+            internal[layer.name] = maps
+    return PruningPlan(kept, sizes, members, fixed, graph, internal)
 
 
 def decay_targets(model, pruning_plan: PruningPlan) -> list:
@@ -466,16 +505,22 @@ def apply(model, pruning_plan: PruningPlan):
             if idx is not None:
                 new_width[layer.name] = len(idx)
     config = model.get_config()
+    internal = {name: model.get_layer(name).internal_pruned(keep) for name, keep in pruning_plan.internal.items()}
     for entry in config["layers"]:
         name = entry["config"]["name"]
         if name in new_width:
             key = "units" if entry["class_name"] == "Dense" else "filters"
             entry["config"][key] = new_width[name]
+        if name in internal:
+            entry["config"] = {**entry["config"], **internal[name][0]}
     slim = model.__class__.from_config(config)
     for layer in model.layers:
         if not layer.weights:
             continue
         target = slim.get_layer(layer.name)
+        if layer.name in internal:  # its inputs and outputs are fixed spaces: only its inside changes
+            target.set_weights(internal[layer.name][1])
+            continue
         ins = graph.inputs_of.get(layer.name) or [[]]
         outs = graph.outputs_of.get(layer.name) or [[]]
         in_idx = _indices(graph, ins[0], kept) if len(ins) == 1 else None

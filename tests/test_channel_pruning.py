@@ -316,3 +316,72 @@ def test_rebind_refuses_a_model_with_other_channel_spaces():
     other = keras.Sequential([keras.Input((16, 16, 3)), layers.Conv2D(4, 3, name="c")])
     with pytest.raises(ValueError, match="rebind"):
         pl.rebind(other)
+
+
+def _experts_model(seed=0):
+    from tfalign.models.pose_tree_moe import ExpertCNNs, ExpertRegressors
+    keras.utils.set_random_seed(seed)
+    patches = keras.Input((3, 16, 16, 2), name="patches")
+    feats = ExpertCNNs(3, (4, 6, 8, 10, 5), name="experts")(patches)  # [B, 3 points, 3 experts, 5]
+    h = layers.Flatten(name="flat")(feats)
+    gate = layers.Dense(4, activation="softmax", name="gate")(h)
+    out = ExpertRegressors(4, 12, 6, name="regressors")([h, gate])
+    return keras.Model(patches, out)
+
+
+def _kill_internal(model):
+    """Zero the weakest filters inside each expert (different ones per expert), so removing them changes nothing."""
+    experts, regressors = model.get_layer("experts"), model.get_layer("regressors")
+    e = experts.num_experts
+    for i, conv in enumerate(experts.convs[:-1]):
+        f = experts.filters[i]
+        kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
+        for g in range(e):
+            dead = [g * f + (g + j) % f for j in range(f // 2)]
+            kernel[..., dead] = 0.0
+            bias[dead] = -1.0  # relu(−1) = 0: a dead filter whatever the input
+        conv.kernel.assign(kernel)
+        conv.bias.assign(bias)
+    w0, b0 = regressors.w0.numpy(), regressors.b0.numpy()
+    h = regressors.hidden
+    for g in range(regressors.num_experts):
+        dead = [g * h + (2 * g + j) % h for j in range(h // 2)]
+        w0[:, dead], b0[dead] = 0.0, -1.0
+    regressors.w0.assign(w0)
+    regressors.b0.assign(b0)
+
+
+def test_expert_layers_prune_inside_and_keep_outputs_exactly():
+    model = _experts_model()
+    _kill_internal(model)
+    slim, plan = cp.prune_channels(model, 0.5, divisor=1, min_channels=1)
+    assert set(plan.internal) == {"experts", "regressors"}
+    assert slim.get_layer("experts").filters == (2, 3, 4, 5, 5)  # the output features stay
+    assert slim.get_layer("regressors").hidden == 6
+    # Each expert kept its own live filters (they differ between experts).
+    kept0 = plan.internal["experts"][0]
+    assert not np.array_equal(kept0[0], kept0[1])
+    x = np.random.default_rng(1).normal(size=(2, 3, 16, 16, 2)).astype(np.float32)
+    np.testing.assert_allclose(slim(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+    assert cp.count_params(slim) < 0.7 * cp.count_params(model)
+    assert "internal map" in plan.summary() and 0.45 < plan.removed_fraction() < 0.55
+
+
+def test_expert_layers_follow_skip_and_per_layer_ratios():
+    model = _experts_model()
+    plan = cp.plan(model, 0.5, divisor=1, min_channels=1, skip=["regressors"], ratios={"experts": 0.25})
+    assert set(plan.internal) == {"experts"}
+    assert [m.shape[1] for m in plan.internal["experts"]] == [3, 5, 6, 8]  # ceil(0.75 · (4, 6, 8, 10))
+
+
+def test_pose_tree_moe_experts_are_pruned():
+    arch, config = resolve("pose_tree_moe")
+    config = cfg_lib.replace(config, num_stages=1, representation_experts=2, regression_experts=4,
+                             regression_hidden=16, pose_backbone="lite")
+    model = arch.build(config)
+    slim, plan = cp.prune_channels(model, 0.35)
+    assert {"s1_experts", "s1_regressors"} <= set(plan.internal)
+    assert cp.count_params(slim) < cp.count_params(model)
+    spec = config.input
+    x = np.random.default_rng(0).uniform(-1, 1, (1, spec.height, spec.width, spec.channels)).astype(np.float32)
+    assert slim(x)["landmarks"].shape == model(x)["landmarks"].shape

@@ -166,6 +166,37 @@ class ExpertCNNs(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_experts": self.num_experts, "filters": self.filters}
 
+    # Channel pruning inside the layer (quantization.channel_pruning's internal-channel protocol): the expert
+    # stacks hold most of the model's MACs, but their feature maps never leave the layer, so the graph-level
+    # pruner cannot see them. Each expert keeps its own filters; the output features (filters[-1]) stay.
+    def internal_channel_scores(self) -> list:
+        """Per internal feature map: L1 norm of every filter, [experts, filters per expert]."""
+        e = self.num_experts
+        return [np.abs(np.asarray(conv.kernel)).reshape(-1, e, f).sum(axis=0)
+                for conv, f in zip(self.convs[:-1], self.filters[:-1])]
+
+    def internal_pruned(self, keep: list) -> tuple:
+        """(config, weights) of the copy keeping filters ``keep[i][expert]`` of internal map i."""
+        e = self.num_experts
+        flat = [np.concatenate([g * f + np.asarray(k[g]) for g in range(e)])
+                for k, f in zip(keep, self.filters[:-1])]
+        weights = []
+        for i, conv in enumerate(self.convs):
+            kernel, bias = np.asarray(conv.kernel), np.asarray(conv.bias)
+            if i < len(flat):
+                kernel, bias = kernel[..., flat[i]], bias[flat[i]]
+            if i > 0:
+                prev = keep[i - 1]
+                if isinstance(conv, GroupConv2D):  # each expert's kernel reads its own kept inputs
+                    f = kernel.shape[-1] // e
+                    kernel = np.concatenate([kernel[:, :, np.asarray(prev[g])][..., g * f:(g + 1) * f]
+                                             for g in range(e)], axis=-1)
+                else:  # one expert: a plain convolution
+                    kernel = kernel[:, :, flat[i - 1]]
+            weights += [kernel, bias]
+        filters = tuple(len(k[0]) for k in keep) + self.filters[len(keep):]
+        return {**self.get_config(), "filters": filters}, weights
+
 
 @register("ExpertRegressors")
 class ExpertRegressors(keras.layers.Layer):
@@ -210,6 +241,19 @@ class ExpertRegressors(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_experts": self.num_experts, "hidden": self.hidden,
                 "outputs": self.outputs, "top_k": self.top_k}
+
+    # Channel pruning of each expert's hidden layer (see ExpertCNNs.internal_channel_scores).
+    def internal_channel_scores(self) -> list:
+        e, h = self.num_experts, self.hidden
+        return [np.abs(np.asarray(self.w0)).reshape(-1, e, h).sum(axis=0)]
+
+    def internal_pruned(self, keep: list) -> tuple:
+        e, h = self.num_experts, self.hidden
+        k = np.stack([np.asarray(kept) for kept in keep[0]])  # [E, k]
+        cols = (np.arange(e)[:, None] * h + k).reshape(-1)
+        w1 = np.stack([np.asarray(self.w1)[g, k[g]] for g in range(e)])
+        weights = [np.asarray(self.w0)[:, cols], np.asarray(self.b0)[cols], w1, np.asarray(self.b1)]
+        return {**self.get_config(), "hidden": int(k.shape[1])}, weights
 
 
 @register("InitialShape")
