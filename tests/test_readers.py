@@ -453,3 +453,13 @@ def test_aflw2000_pose_order_matches_the_faces(shared_data):
         if abs(yaw) < 20:
             assert abs(eye_angle - roll) < 8, (r.source, roll, eye_angle)
     assert checked >= 8
+
+
+def test_a_mat_file_that_crashes_scipy_is_a_data_error():
+    """tests/data/scipy_loadmat_segfault.mat: a synthetic COFW-layout .mat with a few bytes flipped, on which
+    scipy.io.loadmat segfaults (found by test_fuzz_mat). The reader parses in a forked child and reports it."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "scipy_loadmat_segfault.mat")
+    with pytest.raises(DataError, match="scipy_loadmat_segfault.mat.*crashed on this file"):
+        R.read_cofw(path)
+    with pytest.raises(DataError, match="crashed on this file"):
+        R.read_aflw2000_mat(path, image_path=path + ".jpg")

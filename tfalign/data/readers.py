@@ -440,12 +440,50 @@ def _load_mat(path: str):
             return "v7.3", h5py.File(path, "r")
         except Exception as e:  # noqa: BLE001 - any failure of a third-party parser is bad input here
             raise DataError(path, f"not a readable MATLAB v7.3 (HDF5) file ({type(e).__name__}: {e})") from None
+    return "v5", _loadmat_isolated(path)
+
+
+def _loadmat_isolated(path: str) -> dict:
+    """``scipy.io.loadmat`` in a forked child, its result sent back pickled.
+
+    scipy's v5 parser (Cython) can crash the process with a segmentation fault on a corrupted file (found by
+    tests/test_readers.py's fuzzing: a few flipped bytes in a cell array); a crashed child becomes a DataError
+    naming the file instead of taking the training run down. Without fork (Windows) it loads in-process.
+    """
+    import pickle
+
     import scipy.io
 
-    try:
-        return "v5", scipy.io.loadmat(path)
-    except Exception as e:  # noqa: BLE001 - scipy raises many types (ValueError, TypeError, OSError, ...)
-        raise DataError(path, f"not a readable MATLAB .mat file ({type(e).__name__}: {str(e)[:120]})") from None
+    def load():
+        try:
+            return "ok", scipy.io.loadmat(path)
+        except Exception as e:  # noqa: BLE001 - scipy raises many types (ValueError, TypeError, OSError, ...)
+            return "error", f"{type(e).__name__}: {str(e)[:120]}"
+
+    if not hasattr(os, "fork"):
+        kind, value = load()
+    else:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: parse, send, leave without running the parent's exit handlers
+            try:
+                os.close(read_end)
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(pickle.dumps(load(), protocol=pickle.HIGHEST_PROTOCOL))
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as inp:
+            payload = inp.read()  # before waitpid: a large result must not fill the pipe while we wait
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status) or not payload:
+            why = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {status}"
+            raise DataError(path, f"the MATLAB .mat parser (scipy) crashed on this file ({why}): corrupt or "
+                                  "truncated")
+        kind, value = pickle.loads(payload)
+    if kind == "error":
+        raise DataError(path, f"not a readable MATLAB .mat file ({value})")
+    return value
 
 
 def _as_rgb(image, path: str, index: int) -> np.ndarray:
