@@ -13,7 +13,12 @@ How the model is cut (on the functional graph, no per-architecture code):
    scalars) pass their input's space through. ``Add``/``Multiply``/... tie their
    inputs' spaces into one (a residual stage, a squeeze-excite gate): they share one kept-index set.
    ``Concatenate`` lays its inputs' segments side by side; a layer declaring ``repeats_channels = k`` (dense
-   U-Net's ``ReplicateChannels``) lays its input's segments side by side k times.
+   U-Net's ``ReplicateChannels``) lays its input's segments side by side k times. Where a merge's inputs have
+   different segment boundaries (CAB's ``[S, S]`` replicated branch added to a trunk ``[T]`` twice as wide), the
+   wider spaces are cut at the other inputs' boundaries first, so T's halves tie to S: removing channel j of S
+   removes channels j and j + |S| of every producer of T (the producers keep their offsets).
+   A custom layer that is a convolution in disguise declares ``channel_producer = True`` (``DeformableConv2D``:
+   its filters start a space, its input channels are sliced; see :func:`_is_custom_producer`).
    A custom layer whose channels never leave it can prune its inside itself: it defines
    ``internal_channel_scores()`` (per internal feature map, ``[groups, width]`` filter scores) and
    ``internal_pruned(keep)`` (the config and weights of the copy keeping ``keep[map][group]``); Pose-Tree-MoE's
@@ -83,6 +88,15 @@ def _is_producer(layer) -> bool:
     return isinstance(layer, _L.Dense)
 
 
+def _is_custom_producer(layer) -> bool:
+    """A custom layer that is a convolution in disguise (e.g. ``tfalign.layers.DeformableConv2D``): its output
+    channels are its own filters and its input channels may be sliced. It declares ``channel_producer = True`` and
+    defines ``output_channel_scores()`` (``[filters]`` importance, L1 norms), ``output_channel_variables()``
+    (``[(variable, axis)]`` carrying each filter's output) and ``channels_sliced(in_idx, out_idx)`` (config
+    update and weights of the copy keeping those input / output channels; ``None`` keeps all)."""
+    return getattr(layer, "channel_producer", False) is True
+
+
 def _is_passthrough(layer, inputs, outputs) -> bool:
     if len(inputs) != 1 or len(outputs) != 1:
         return False
@@ -107,9 +121,20 @@ def _is_passthrough(layer, inputs, outputs) -> bool:
 @dataclasses.dataclass
 class Space:
     size: int
-    producers: list = dataclasses.field(default_factory=list)  # layer names
-    norms: list = dataclasses.field(default_factory=list)  # BN layer names applied to this space alone
+    # (layer name, channel offset): the layer's output channels offset .. offset + size are this space. The offset is
+    # non-zero where a space was split (a replicated space added to a wider one, below).
+    taps: list = dataclasses.field(default_factory=list)
+    norm_taps: list = dataclasses.field(default_factory=list)  # (BN layer name, offset) applied to this space
     fixed: Optional[str] = None  # why it may not change
+
+    @property
+    def producers(self) -> list:
+        """Names of the layers whose filters make this space (each once)."""
+        return list(dict.fromkeys(name for name, _ in self.taps))
+
+    @property
+    def norms(self) -> list:
+        return list(dict.fromkeys(name for name, _ in self.norm_taps))
 
 
 class _Graph:
@@ -122,6 +147,7 @@ class _Graph:
         self.tensors: dict = {}  # tensor key → [space ids]
         self.inputs_of: dict = {}  # layer name → [[space ids] per input]
         self.outputs_of: dict = {}
+        self.split_into: dict = {}  # space id → the space ids it was cut into, in channel order
         self._walk()
 
     # union-find
@@ -145,13 +171,55 @@ class _Graph:
             self.fix([a, b], "tied spaces of different sizes")
             return
         self.parent[b] = a
-        sa.producers += sb.producers
-        sa.norms += sb.norms
+        sa.taps += [t for t in sb.taps if t not in sa.taps]
+        sa.norm_taps += [t for t in sb.norm_taps if t not in sa.norm_taps]
         sa.fixed = sa.fixed or sb.fixed
 
-    def fix(self, ids: Iterable[int], why: str) -> None:
+    def segs(self, ids) -> list:
+        """Current root spaces of a segment list (split spaces replaced by their parts)."""
+        out = []
         for i in ids:
-            space = self.spaces[self.find(i)]
+            r = self.find(i)
+            out += self.segs(self.split_into[r]) if r in self.split_into else [r]
+        return out
+
+    def split(self, root: int, cuts) -> None:
+        """Cut space ``root`` at the channel offsets ``cuts`` into consecutive parts; every tensor holding it then
+        holds the parts (:meth:`segs`). Producer and BN taps move with their offsets."""
+        space = self.spaces[root]
+        bounds = [0, *sorted(set(cuts)), space.size]
+        parts = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            part = self.new(hi - lo, space.fixed)
+            self.spaces[part].taps = [(n, off + lo) for n, off in space.taps]
+            self.spaces[part].norm_taps = [(n, off + lo) for n, off in space.norm_taps]
+            parts.append(part)
+        self.split_into[root] = parts
+
+    def align(self, inputs: list) -> list:
+        """Segment lists of same-width tensors, cut until all have the same segment boundaries (so an Add of
+        ``[S, S]`` (a space replicated) and ``[T]`` (twice as wide) ties T's halves to S)."""
+        while True:
+            inputs = [self.segs(segs) for segs in inputs]
+            bounds = set()
+            for segs in inputs:
+                bounds |= set(np.cumsum([self.spaces[s].size for s in segs])[:-1].tolist())
+            cut = False
+            for segs in inputs:
+                offset = 0
+                for s in segs:
+                    size = self.spaces[s].size
+                    inner = [b - offset for b in bounds if offset < b < offset + size]
+                    if inner and s not in self.split_into:
+                        self.split(s, inner)
+                        cut = True
+                    offset += size
+            if not cut:
+                return inputs
+
+    def fix(self, ids: Iterable[int], why: str) -> None:
+        for i in self.segs(ids):
+            space = self.spaces[i]
             space.fixed = space.fixed or why
 
     @staticmethod
@@ -171,14 +239,19 @@ class _Graph:
                 layer = node.layer
                 inputs = list(node.keras_inputs)
                 outputs = tf.nest.flatten(node.outputs)
-                in_segs = [self.tensors[self.key(t)] for t in inputs]
+                in_segs = [self.segs(self.tensors[self.key(t)]) for t in inputs]
                 out_segs = self._visit(layer, inputs, outputs, in_segs, calls[layer.name] > 1)
                 self.inputs_of[layer.name] = in_segs
                 self.outputs_of[layer.name] = out_segs
                 for t, segs in zip(outputs, out_segs):
                     self.tensors[self.key(t)] = segs
         for t in tf.nest.flatten(model.outputs):
-            self.fix(self.tensors[self.key(t)], "model output")
+            self.fix(self.segs(self.tensors[self.key(t)]), "model output")
+        # A space cut after a layer was visited: every stored list names the parts.
+        for table in (self.inputs_of, self.outputs_of):
+            for name, lists in table.items():
+                table[name] = [self.segs(segs) for segs in lists]
+        self.tensors = {k: self.segs(v) for k, v in self.tensors.items()}
 
     def _visit(self, layer, inputs, outputs, in_segs, shared):
         def channels(t):
@@ -191,21 +264,23 @@ class _Graph:
         if shared:
             self.fix(flat, f"layer '{layer.name}' is called more than once")
             return [[self.new(channels(t), f"output of shared layer '{layer.name}'")] for t in outputs]
-        if _is_producer(layer) and len(inputs) == 1 and len(outputs) == 1:
+        if (_is_producer(layer) or _is_custom_producer(layer)) and len(inputs) == 1 and len(outputs) == 1:
             space = self.new(channels(outputs[0]))
-            self.spaces[space].producers.append(layer.name)
+            self.spaces[space].taps.append((layer.name, 0))
             return [[space]]
         if _is_passthrough(layer, inputs, outputs):
-            if isinstance(layer, _L.BatchNormalization) and len(in_segs[0]) == 1:
-                self.spaces[self.find(in_segs[0][0])].norms.append(layer.name)
+            if isinstance(layer, _L.BatchNormalization):
+                offset = 0
+                for s in in_segs[0]:
+                    self.spaces[s].norm_taps.append((layer.name, offset))
+                    offset += self.spaces[s].size
             return [list(in_segs[0])]
-        if isinstance(layer, _MERGE) and len(outputs) == 1:
-            sizes = {tuple(self.spaces[self.find(s)].size for s in segs) for segs in in_segs}
-            if len(sizes) == 1:
-                for segs in in_segs[1:]:
-                    for a, b in zip(in_segs[0], segs):
-                        self.union(a, b)
-                return [list(in_segs[0])]
+        if isinstance(layer, _MERGE) and len(outputs) == 1 and len({channels(t) for t in inputs}) == 1:
+            in_segs = self.align(in_segs)
+            for segs in in_segs[1:]:
+                for a, b in zip(in_segs[0], segs):
+                    self.union(a, b)
+            return [self.segs(in_segs[0])]
         if isinstance(layer, _L.Concatenate) and layer.axis in (-1, len(outputs[0].shape) - 1):
             return [[s for segs in in_segs for s in segs]]
         times = getattr(layer, "repeats_channels", 0)
@@ -219,7 +294,7 @@ class _Graph:
         out = {}
         for i in range(len(self.spaces)):
             out.setdefault(self.find(i), None)
-        return {r: self.spaces[r] for r in out}
+        return {r: self.spaces[r] for r in out if r not in self.split_into}
 
 
 @dataclasses.dataclass
@@ -278,6 +353,8 @@ class PruningPlan:
 
 
 def _layer_scores(layer, criterion: str, model) -> np.ndarray:
+    if _is_custom_producer(layer):
+        return np.asarray(layer.output_channel_scores(), np.float64)
     kernel = np.asarray((layer.pointwise_kernel if isinstance(layer, _L.SeparableConv2D) else layer.kernel).numpy())
     if isinstance(layer, _L.Conv2DTranspose):
         kernel = np.moveaxis(kernel, 2, -1)
@@ -288,11 +365,12 @@ def importance(graph: _Graph, root: int, criterion: str) -> np.ndarray:
     """Per-channel importance of a space: summed over tied layers, each normalised by its mean."""
     space = graph.spaces[root]
     model = graph.model
-    if criterion == "bn" and space.norms:
-        per_layer = [np.abs(model.get_layer(n).gamma.numpy()) if model.get_layer(n).gamma is not None
-                     else np.ones(space.size) for n in space.norms]
+    if criterion == "bn" and space.norm_taps:
+        per_layer = [np.abs(model.get_layer(n).gamma.numpy())[off:off + space.size]
+                     if model.get_layer(n).gamma is not None else np.ones(space.size) for n, off in space.norm_taps]
     else:
-        per_layer = [_layer_scores(model.get_layer(n), criterion, model) for n in space.producers]
+        per_layer = [_layer_scores(model.get_layer(n), criterion, model)[off:off + space.size]
+                     for n, off in space.taps]
     total = np.zeros(space.size)
     for s in per_layer:
         mean = float(np.mean(s))
@@ -375,15 +453,19 @@ def decay_targets(model, pruning_plan: PruningPlan) -> list:
     for root in pruning_plan.kept:
         removed = pruning_plan.removed(root)
         norms = set(graph.spaces[root].norms)
-        for name in graph.spaces[root].producers:
+        for name, offset in graph.spaces[root].taps:
             consumers = [node.layer.name for node in graph.model.get_layer(name)._outbound_nodes]
             if len(consumers) == 1 and consumers[0] in norms:
                 continue  # its BN (below) carries the channel: a scaled filter would be normalised away
             layer = model.get_layer(name)
+            if _is_custom_producer(layer):
+                out += [(v, removed + offset, axis) for v, axis in layer.output_channel_variables()]
+                continue
             kernel = layer.pointwise_kernel if isinstance(layer, _L.SeparableConv2D) else layer.kernel
-            out.append((kernel, removed, 2 if isinstance(layer, _L.Conv2DTranspose) else len(kernel.shape) - 1))
+            out.append((kernel, removed + offset,
+                        2 if isinstance(layer, _L.Conv2DTranspose) else len(kernel.shape) - 1))
             if getattr(layer, "bias", None) is not None:
-                out.append((layer.bias, removed, 0))
+                out.append((layer.bias, removed + offset, 0))
         for layer in graph.model.layers:
             ins = graph.inputs_of.get(layer.name)
             if not ins or len(ins) != 1:
@@ -498,16 +580,23 @@ def apply(model, pruning_plan: PruningPlan):
         raise ValueError("apply: the plan was made for another model; call plan(model, ...) on this one")
     kept = pruning_plan.kept
     new_width = {}
+    internal = {name: model.get_layer(name).internal_pruned(keep) for name, keep in pruning_plan.internal.items()}
     for layer in model.layers:
         outs = graph.outputs_of.get(layer.name)
         if _is_producer(layer) and outs:
             idx = _indices(graph, outs[0], kept)
             if idx is not None:
                 new_width[layer.name] = len(idx)
+        elif _is_custom_producer(layer) and outs:
+            in_idx = _indices(graph, graph.inputs_of[layer.name][0], kept)
+            out_idx = _indices(graph, outs[0], kept)
+            if in_idx is not None or out_idx is not None:
+                internal[layer.name] = layer.channels_sliced(in_idx, out_idx)
     config = model.get_config()
-    internal = {name: model.get_layer(name).internal_pruned(keep) for name, keep in pruning_plan.internal.items()}
     for entry in config["layers"]:
         name = entry["config"]["name"]
+        # Custom layers are rebuilt from their recorded input shape before they are called: the old width.
+        entry.pop("build_config", None)
         if name in new_width:
             key = "units" if entry["class_name"] == "Dense" else "filters"
             entry["config"][key] = new_width[name]

@@ -385,3 +385,107 @@ def test_pose_tree_moe_experts_are_pruned():
     spec = config.input
     x = np.random.default_rng(0).uniform(-1, 1, (1, spec.height, spec.width, spec.channels)).astype(np.float32)
     assert slim(x)["landmarks"].shape == model(x)["landmarks"].shape
+
+
+def _replicated_add_model():
+    """CAB's merge: a C/2-channel branch, replicated twice, added to a C-channel trunk (dense U-Net, Fig. 3d)."""
+    from tfalign.models.dense_unet import ReplicateChannels
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    trunk = layers.BatchNormalization(name="trunk_bn")(layers.Conv2D(8, 3, padding="same", name="trunk")(inp))
+    branch = layers.SeparableConv2D(4, 3, padding="same", name="branch")(layers.ReLU(name="r")(trunk))
+    merged = layers.Add(name="merge")([ReplicateChannels(2, name="rep")(branch), trunk])
+    model = keras.Model(inp, layers.Conv2D(3, 1, name="out")(merged))
+    rng = np.random.default_rng(0)
+    g, b, m, v = model.get_layer("trunk_bn").get_weights()
+    model.get_layer("trunk_bn").set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.3, 8), m, v])
+    return model
+
+
+def test_a_replicated_branch_added_to_a_wider_trunk_ties_the_trunk_halves():
+    """Channel j of the merge is trunk[j] + branch[j mod 4]: the trunk is cut in halves, both tied to the branch,
+    so a removed branch channel j takes trunk channels j and j + 4 with it and the shapes still add up."""
+    model = _replicated_add_model()
+    dead = 2
+    k, bias = model.get_layer("trunk").get_weights()
+    k[..., [dead, dead + 4]], bias[[dead, dead + 4]] = 0.0, 0.0
+    model.get_layer("trunk").set_weights([k, bias])
+    g, b, m, v = model.get_layer("trunk_bn").get_weights()
+    g[[dead, dead + 4]], b[[dead, dead + 4]] = 0.0, 0.0
+    model.get_layer("trunk_bn").set_weights([g, b, m, v])
+    dw, pw, bias = model.get_layer("branch").get_weights()
+    pw[..., dead], bias[dead] = 0.0, 0.0
+    model.get_layer("branch").set_weights([dw, pw, bias])
+    plan = cp.plan(model, 0.25, divisor=1, min_channels=1)
+    assert not any("merge" in why for why in plan.fixed.values()), plan.fixed
+    (root,) = [r for r in plan.kept if "branch" in plan.members[r]]
+    assert set(plan.members[root]) == {"trunk", "branch"} and plan.kept[root].tolist() == [0, 1, 3]
+    gammas = [idx for var, idx, _ in cp.decay_targets(model, plan) if var is model.get_layer("trunk_bn").gamma]
+    assert [sorted(i.tolist()) for i in gammas] == [[dead, dead + 4]]  # the removed channel in both halves
+    slim = cp.apply(model, plan)
+    assert slim.get_layer("trunk").filters == 6 and slim.get_layer("branch").filters == 3
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(slim(x).numpy(), model(x).numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_deformable_convolution_loses_dead_input_channels_and_filters_exactly():
+    from tfalign.layers import DeformableConv2D
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    a = layers.Conv2D(8, 3, padding="same", name="a")(inp)
+    d = DeformableConv2D(6, name="deform")(a)
+    model = keras.Model(inp, layers.Conv2D(4, 1, name="out")(d))
+    rng = np.random.default_rng(0)
+    layer = model.get_layer("deform")
+    off_k, off_b, kernel, bias = layer.get_weights()
+    off_k = rng.normal(0, 0.05, off_k.shape).astype(np.float32)  # live offsets: the taps really move
+    kernel[:, [1, 4]], bias[[1, 4]] = 0.0, 0.0
+    layer.set_weights([off_k, off_b, kernel, bias])
+    k, b = model.get_layer("a").get_weights()
+    k[..., [0, 5]], b[[0, 5]] = 0.0, 0.0
+    model.get_layer("a").set_weights([k, b])
+    x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    plan = cp.plan(model, 0.25, divisor=1, min_channels=1, ratios={"deform": 0.4})  # 8 -> 6, 6 -> 4
+    assert {"a", "deform"} <= {m for r in plan.kept for m in plan.members[r]}
+    slim = cp.apply(model, plan)
+    pruned = slim.get_layer("deform")
+    assert pruned.filters == 4 and pruned.offset_conv.kernel.shape[2] == 6 and pruned.combine.kernel.shape == (54, 4)
+    np.testing.assert_allclose(slim(x).numpy(), model(x).numpy(), atol=1e-5, rtol=1e-5)
+    assert {v.name for v, _, _ in cp.decay_targets(model, plan)} >= {layer.combine.kernel.name}
+
+
+def test_dense_unet_prunes_through_cab_blocks_and_the_deformable_convolution():
+    arch, config = resolve("dense_unet_lite")
+    config = cfg_lib.replace(config, input=InputSpec(height=32, width=32, schemes=("300w_68",)))
+    model = arch.build(config)
+    slim, plan = cp.prune_channels(model, 0.5)
+    members = {m for r in plan.kept for m in plan.members[r]}
+    assert {"stem_res_proj", "u1_e0_u1_sep", "u1_deform", "u2_deform", "u1_d0_proj"} <= members
+    assert plan.removed_fraction() > 0.3
+    assert cp.count_params(slim) < 0.6 * cp.count_params(model)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    out, ref = slim(x), model(x)
+    assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
+
+
+def test_dense_unet_channels_faded_to_zero_are_cut_without_changing_the_heatmaps():
+    """decay_targets reaches every carrier of a removed channel through the split (replicated) spaces, the CAB
+    merges and the deformable convolution: zeroing them and cutting leaves the heatmaps as they were."""
+    arch, config = resolve("dense_unet_lite")
+    config = cfg_lib.replace(config, input=InputSpec(height=32, width=32, schemes=("300w_68",)))
+    model = arch.build(config)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.3, b.shape),
+                               rng.normal(0, 0.3, m.shape), rng.uniform(0.5, 2.0, v.shape)])
+    plan = cp.plan(model, 0.5, criterion="bn")
+    for variable, idx, axis in cp.decay_targets(model, plan):
+        value = np.moveaxis(variable.numpy(), axis, 0)
+        value[idx] = 0.0
+        variable.assign(np.moveaxis(value, 0, axis))
+    x = rng.uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    ref, out = model(x, training=False), cp.apply(model, plan)(x, training=False)
+    for key in ("heatmaps1", "heatmaps2"):
+        np.testing.assert_allclose(out[key].numpy(), ref[key].numpy(), atol=1e-4)

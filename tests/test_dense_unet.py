@@ -117,11 +117,17 @@ def test_twin_outputs_add_the_coherent_term():
 
 def test_serialization_and_tflite_builtin_conversion(tmp_path):
     arch, cfg = tiny()
+    keras.utils.set_random_seed(0)
     model = arch.build(cfg)
+    # An untrained head (stddev 1e-3) makes nearly flat heatmaps whose argmax is a tie that TFLite and TF may break
+    # differently; a unit-scale head gives every map a peak.
+    head = model.get_layer("u2_heatmaps")
+    kernel, bias = head.get_weights()
+    head.set_weights([np.random.default_rng(0).normal(size=kernel.shape).astype(np.float32), bias])
     path = str(tmp_path / "m.keras")
     model.save(path)
     again = keras.models.load_model(path)
-    x = np.random.rand(1, 32, 32, 3).astype(np.float32)
+    x = np.random.default_rng(1).uniform(size=(1, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(model(x)["heatmaps2"], again(x)["heatmaps2"], atol=1e-5)
     inf = arch.inference_model(cfg, model)
     inp = keras.Input((32, 32, 3), batch_size=1)
@@ -132,7 +138,11 @@ def test_serialization_and_tflite_builtin_conversion(tmp_path):
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
-    np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"]), inf(x), atol=1e-3)
+    maps = np.sort(model(x)["heatmaps2"].numpy().reshape(-1, head.filters), axis=0)
+    clear = maps[-1] - maps[-2] > 1e-3  # landmarks whose argmax is not a near-tie
+    assert clear.mean() > 0.8
+    np.testing.assert_allclose(it.get_tensor(it.get_output_details()[0]["index"])[0][clear], inf(x)[0].numpy()[clear],
+                               atol=1e-3)
 
 
 @pytest.mark.parametrize("topology,block,inside", [("hourglass", "resnet", "none"), ("sat3", "cab", "deformable")])

@@ -12,6 +12,8 @@ Coordinate conventions:
 """
 from __future__ import annotations
 
+import numpy as np
+
 from tfalign._keras import keras, register, tf
 
 
@@ -400,6 +402,27 @@ class DeformableConv2D(keras.layers.Layer):
         if self.use_bias:
             weights.append(bias if bias is not None else tf.zeros([f]))
         self.combine.set_weights([tf.convert_to_tensor(v).numpy() for v in weights])
+
+    # Channel pruning (quantization.channel_pruning): a convolution in disguise. Its filters are the combining
+    # matrix's columns; an input channel is one row per tap there and one input slice of the offset convolution.
+    channel_producer = True
+
+    def output_channel_scores(self):
+        return np.abs(self.combine.kernel.numpy()).sum(axis=0)
+
+    def output_channel_variables(self):
+        return [(self.combine.kernel, 1)] + ([(self.combine.bias, 0)] if self.use_bias else [])
+
+    def channels_sliced(self, in_idx, out_idx):
+        offset_kernel, offset_bias, kernel, *bias = [np.asarray(w) for w in self.get_weights()]
+        k2, c = self.kernel_size ** 2, offset_kernel.shape[2]
+        kernel = kernel.reshape(k2, c, -1)
+        if in_idx is not None:
+            offset_kernel, kernel = offset_kernel[:, :, in_idx], kernel[:, in_idx]
+        if out_idx is not None:
+            kernel, bias = kernel[..., out_idx], [b[out_idx] for b in bias]
+        weights = [offset_kernel, offset_bias, kernel.reshape(-1, kernel.shape[-1]), *bias]
+        return {"filters": int(kernel.shape[-1])}, weights
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,

@@ -468,6 +468,9 @@ def _loadmat_isolated(path: str) -> dict:
         if pid == 0:  # the child: parse, send, leave without running the parent's exit handlers
             try:
                 os.close(read_end)
+                import faulthandler
+
+                faulthandler.disable()  # a crash here is handled by the parent; no stack dump on stderr
                 with os.fdopen(write_end, "wb") as out:
                     out.write(pickle.dumps(load(), protocol=pickle.HIGHEST_PROTOCOL))
             finally:
