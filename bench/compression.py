@@ -94,8 +94,8 @@ def parse_args(argv=None):
                         "while the channels to remove fade to zero, then cut and fine-tune --channel-epochs "
                         "(quantization.channel_pruning.prune_gradually; default 0: cut at once)")
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
-                   help="channel fine-tune with the float model as teacher: W x mean squared distance between "
-                        "the student's and the teacher's point outputs (quantization.distill; default 0 = off)")
+                   help="magnitude and channel fine-tunes with the float model as teacher: W x mean squared distance "
+                        "between the student's and the teacher's point outputs (quantization.distill; default 0 = off)")
     p.add_argument("--calibration-size", type=int, default=64, help="int8 calibration faces (default 64)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=20, help="invokes per variant per round (default 20)")
@@ -264,12 +264,13 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
 
     def _magnitude():
         steps = args.magnitude_epochs * args.steps
-        pruned, ft = finetune(lambda: pruning.prune_model(
-            pruning.copy_model(base), args.sparsity, end_step=max(1, int(0.7 * steps)), frequency=max(1, steps // 10)),
-            arch, config, args, "magnitude", workdir)
-        stripped = pruning.strip(pruned)
+        from quantization import distill
+        build, teach = distill.builder(base, base, args.distill, prepare=lambda m: pruning.prune_model(
+            m, args.sparsity, end_step=max(1, int(0.7 * steps)), frequency=max(1, steps // 10)))
+        pruned, ft = finetune(build, arch, config, args, "magnitude", workdir)
+        stripped = pruning.strip(distill.student_of(pruned))
         data = tflite.convert(arch.inference_model(config, stripped), preset=presets.for_float32())
-        record("magnitude", stripped, data, {"target_sparsity": args.sparsity, "finetune": ft,
+        record("magnitude", stripped, data, {"target_sparsity": args.sparsity, "finetune": ft, "distill": teach,
                                              "sparsity": pruning.sparsity_report(stripped)["total"]["sparsity"]})
 
     attempt("magnitude", _magnitude)
@@ -391,7 +392,7 @@ LABELS = {"float32": "float32", "magnitude": "magnitude", "channel": "channel", 
 
 def _label(key: str, v: dict) -> str:
     if key == "magnitude":
-        return f"magnitude {v['target_sparsity']:.0%}"
+        return f"magnitude {v['target_sparsity']:.0%}{', distilled' if v.get('distill') else ''}"
     if key == "channel":
         extra = " + per-layer ratios" if v.get("layer_ratios") else ""
         crit = ", BN γ" if v.get("criterion") == "bn" else ""

@@ -79,17 +79,25 @@ def with_teacher(student, teacher, weights: dict):
     return model
 
 
-def builder(student, teacher, weight: float):
+def builder(student, teacher, weight: float, prepare=None):
     """``(build, weights)`` for :func:`quantization.pruning.fine_tune`: ``build()`` copies ``student`` (and, when
     ``weight > 0``, ``teacher``) inside the trainer's scope and wraps them with every point output of the teacher
-    distilled at ``weight``; ``weights`` is what is distilled ({} when ``weight`` is 0)."""
+    distilled at ``weight``; ``weights`` is what is distilled ({} when ``weight`` is 0).
+
+    ``prepare``: applied to the student's copy before it is wrapped, e.g. ``lambda m: pruning.prune_model(m, 0.5,
+    end_step=...)`` for magnitude pruning with a teacher (tfmot's step callback finds the wrappers inside)."""
     from quantization.pruning import copy_model
+
+    def make():
+        copy = copy_model(student)
+        return prepare(copy) if prepare is not None else copy
+
     if not weight:
-        return (lambda: copy_model(student)), {}
+        return make, {}
     weights = {k: float(weight) for k in point_outputs(teacher)}
     if not weights:
         raise ValueError(f"distill: model '{teacher.name}' has no [B, N, 2] point output to distil")
-    return (lambda: with_teacher(copy_model(student), copy_model(teacher), weights)), weights
+    return (lambda: with_teacher(make(), copy_model(teacher), weights)), weights
 
 
 def inner_student(model):

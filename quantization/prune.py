@@ -5,6 +5,7 @@
                        stripped. Same architecture, so OUT is a run folder:
                          python -m tfalign.export --model-dir OUT [--quantize int8 ...]
                        Sparse weights run dense in TFLite: the gain is the gzip size (and int8 on top), not speed.
+                       --distill W: the unpruned model teaches the sparse one while it fine-tunes (as below).
   --method channel     structured pruning: --target of the filters of every prunable channel space removed
                        (criterion l1 or bn), the slimmer model fine-tuned. Fewer MACs and lower latency. Its widths are
                        not expressible in the architecture's config, so OUT holds the whole Keras model (slim.keras),
@@ -57,9 +58,9 @@ def parse_args(argv=None):
                    help="channel: remove R instead of --target from the channel space LAYER produces (repeatable), "
                         "e.g. more from the high-resolution layers where the latency is")
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
-                   help="channel: fine-tune with the unpruned model as teacher, adding W x the mean squared "
-                        "distance between the slim and the unpruned model's point outputs to the loss (default 0: "
-                        "off; for mobile_two_stage its l2_weight, 300, is a natural scale)")
+                   help="magnitude and channel: fine-tune with the unpruned model as teacher, adding W x the mean "
+                        "squared distance between the pruned and the unpruned model's point outputs to the loss "
+                        "(default 0: off; for mobile_two_stage its l2_weight, 300, is a natural scale)")
     p.add_argument("--gradual", type=int, default=0, metavar="E",
                    help="channel: gradual pruning: fine-tune the full model E epochs while the channels to remove "
                         "fade to zero, then cut them and fine-tune the slim model --epochs (default 0: cut at once)")
@@ -70,9 +71,10 @@ def parse_args(argv=None):
     if not 0.0 < args.target < 1.0:
         p.error(f"--target: must be in (0, 1), got {args.target}")
     if args.method != "channel" and (args.criterion != "l1" or args.divisor != 8 or args.min_channels != 8
-                                     or args.ratio or args.distill or args.gradual):
-        p.error("--criterion, --divisor, --min-channels, --ratio, --distill and --gradual apply to --method channel "
-                "only")
+                                     or args.ratio or args.gradual):
+        p.error("--criterion, --divisor, --min-channels, --ratio and --gradual apply to --method channel only")
+    if args.distill and args.epochs == 0:
+        p.error("--distill: needs --epochs > 0 (the teacher acts while the pruned model fine-tunes)")
     if args.distill < 0:
         p.error(f"--distill: must be >= 0, got {args.distill}")
     if args.gradual < 0:
@@ -108,10 +110,12 @@ def _run(argv) -> int:
         else:
             steps = args.steps or _steps_per_epoch(run, arch, config)
             end = max(1, int(0.7 * args.epochs * steps))  # the last 30 % of the steps train at full sparsity
-            model, _ = pruning.fine_tune(
-                lambda: pruning.prune_model(pruning.copy_model(base), args.target, end_step=end,
-                                            frequency=max(1, end // 10), skip=args.skip), run, args.out)
-            final = pruning.strip(model)
+            from quantization import distill
+            build, teach = distill.builder(base, base, args.distill, prepare=lambda m: pruning.prune_model(
+                m, args.target, end_step=end, frequency=max(1, end // 10), skip=args.skip))
+            model, _ = pruning.fine_tune(build, run, args.out)
+            final = pruning.strip(distill.student_of(model))
+            summary["distill"] = teach
         report = pruning.sparsity_report(final)
         summary.update(sparsity=report["total"]["sparsity"], nonzero_params=report["total"]["params"]
                        - report["total"]["zeros"])

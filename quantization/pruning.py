@@ -157,7 +157,9 @@ def copy_model(model):
 
 
 def _has_pruning(model) -> bool:
-    return any(hasattr(layer, "pruning_obj") for layer in model.layers)
+    # Nested models too: a pruned student inside quantization.distill's wrapper still needs its step callback.
+    return any(hasattr(layer, "pruning_obj") or (isinstance(layer, keras.Model) and _has_pruning(layer))
+               for layer in model.layers)
 
 
 def strip(model):

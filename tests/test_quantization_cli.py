@@ -28,7 +28,7 @@ def _cli(*args):
     (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--epochs", "-1", "--out", "x"],
      "--epochs: must be >= 0"),
     (["--model", "tiny_test", "--method", "magnitude", "--target", "0.5", "--distill", "3", "--epochs", "0",
-      "--out", "x"], "apply to --method channel only"),
+      "--out", "x"], "--distill: needs --epochs > 0"),
     (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--ratio", "conv1", "--epochs", "0",
       "--out", "x"], "--ratio 'conv1': expected LAYER=R"),
     (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--ratio", "conv1=1.2", "--epochs", "0",
@@ -77,6 +77,23 @@ def test_magnitude_writes_a_run_folder_the_exporter_loads(tmp_path):
     _, _, model = load_model_dir(str(out))
     assert pruning.sparsity_report(model)["total"]["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert loaded.inference.outputs[0].shape[1:] == (5, 2)
+
+
+def test_magnitude_with_a_teacher_still_reaches_the_sparsity(tmp_path):
+    # The sparse model is nested inside the distillation wrapper: tfmot's step callback must still find its
+    # wrappers (else the mask never updates and sparsity stays 0) and the saved model is the stripped student.
+    from quantization import pruning
+    from tfalign.training import load_model_dir
+    out = tmp_path / "sparse"
+    code = prune.main(["--model", "tiny_test", "--method", "magnitude", "--target", "0.5", "--distill", "10", *DATA,
+                       "--epochs", "1", "--steps", "3", "--batch-size", "4", "--lr", "1e-3", "--out", str(out)])
+    assert code == 0
+    run = json.loads((out / "config.json").read_text())
+    assert run["compression"]["distill"] == {"landmarks": 10.0}
+    _, _, model = load_model_dir(str(out))
+    names = [layer.name for layer in model.layers]
+    assert "teacher" not in names and not any(type(l).__name__ == "PruneLowMagnitude" for l in model.layers)
+    assert pruning.sparsity_report(model)["total"]["sparsity"] == pytest.approx(0.5, abs=0.02)
 
 
 def test_channel_one_shot_writes_tflite_and_slim_model(tmp_path):
