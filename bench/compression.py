@@ -96,6 +96,9 @@ def parse_args(argv=None):
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
                    help="magnitude and channel fine-tunes with the float model as teacher: W x mean squared distance "
                         "between the student's and the teacher's point outputs (quantization.distill; default 0 = off)")
+    p.add_argument("--distill-outputs", default="", metavar="NAME,...",
+                   help="with --distill: the outputs to distil (default: the point outputs); e.g. heatmaps1,heatmaps2 "
+                        "for dense_unet, whose argmax-decoded points pass no gradient")
     p.add_argument("--calibration-size", type=int, default=64, help="int8 calibration faces (default 64)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=20, help="invokes per variant per round (default 20)")
@@ -128,6 +131,9 @@ def parse_args(argv=None):
         p.error("--channel-divisor: must be >= 1")
     if args.distill < 0:
         p.error("--distill: must be >= 0")
+    args.distill_outputs = [k.strip() for k in args.distill_outputs.split(",") if k.strip()]
+    if args.distill_outputs and not args.distill:
+        p.error("--distill-outputs: needs --distill W > 0")
     if args.channel_gradual_epochs < 0:
         p.error("--channel-gradual-epochs: must be >= 0")
     bad = set(args.variants.split(",")) - set(VARIANTS)
@@ -265,8 +271,11 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     def _magnitude():
         steps = args.magnitude_epochs * args.steps
         from quantization import distill
-        build, teach = distill.builder(base, base, args.distill, prepare=lambda m: pruning.prune_model(
-            m, args.sparsity, end_step=max(1, int(0.7 * steps)), frequency=max(1, steps // 10)))
+        build, teach = distill.builder(base, base, args.distill, outputs=args.distill_outputs,
+                                       match=distill.architecture_match(arch, config),
+                                       prepare=lambda m: pruning.prune_model(
+                                           m, args.sparsity, end_step=max(1, int(0.7 * steps)),
+                                           frequency=max(1, steps // 10)))
         pruned, ft = finetune(build, arch, config, args, "magnitude", workdir)
         stripped = pruning.strip(distill.student_of(pruned))
         data = tflite.convert(arch.inference_model(config, stripped), preset=presets.for_float32())
@@ -296,11 +305,14 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
                 return model
 
             slim, info = channel_pruning.prune_gradually(base, plan, train, args.channel_gradual_epochs * args.steps,
-                                                         distill_weight=args.distill)
+                                                         distill_weight=args.distill,
+                                                         distill_outputs=args.distill_outputs,
+                                                         distill_match=distill.architecture_match(arch, config))
             data1 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
             gradual = {"gradual": {"cut_gap": info["cut_gap"], "nme_after_cut": tflite_nme(Runner(data1), val, spec),
                                    "finetune": fades[0]}}
-        build, teach = distill.builder(slim, base, args.distill)
+        build, teach = distill.builder(slim, base, args.distill, outputs=args.distill_outputs,
+                                       match=distill.architecture_match(arch, config))
         trained, ft = finetune(build, arch, config, args, "channel", workdir)
         slim = distill.student_of(trained)
         data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())

@@ -40,8 +40,11 @@ def point_outputs(model) -> list:
     return [k for k, t in _outputs(model).items() if len(t.shape) == 3 and t.shape[-1] == 2]
 
 
-def with_teacher(student, teacher, weights: dict):
+def with_teacher(student, teacher, weights: dict, match=None):
     """The student, trained with ``weights[k] × ||student[k] − teacher[k]||²`` added for each output ``k``.
+
+    ``match(key, student_tensor, teacher_tensor)``: a scalar term replacing the squared distance for that output,
+    or None to keep it (``Architecture.distill_loss``: e.g. the dense U-Net matches heatmap probabilities).
 
     ``student`` and ``teacher`` are functional models with one input and a dict of outputs (every tfalign training
     model); they may differ in width (a pruned copy) but the distilled outputs must have the same shapes.
@@ -70,6 +73,10 @@ def with_teacher(student, teacher, weights: dict):
     model = keras.Model(inp, s, name="distilled")
     terms = []
     for key, w in weights.items():
+        own = match(key, s[key], tf.stop_gradient(t[key])) if match is not None else None
+        if own is not None:
+            terms.append(float(w) * own)
+            continue
         diff = tf.reshape(s[key] - tf.stop_gradient(t[key]), [tf.shape(s[key])[0], -1])
         # Coordinates [B, N, 2]: mean over points of the squared distance; maps: mean over cells.
         per = int(s[key].shape[-1]) if len(s[key].shape) == 3 else 1
@@ -79,10 +86,37 @@ def with_teacher(student, teacher, weights: dict):
     return model
 
 
-def builder(student, teacher, weight: float, prepare=None):
+def gradient_free(model, keys, seed: int = 0) -> list:
+    """The outputs among ``keys`` that pass no gradient to ``model``'s weights, e.g. points decoded by an argmax
+    (the dense U-Net's ``HeatmapDecode``: argmax cell plus a sign step, whose gradient is zero everywhere).
+    Distilling those would add a loss that trains nothing, so :func:`builder` refuses them. One backward pass on a
+    random image, each output weighted by random numbers so that no gradient cancels out by symmetry."""
+    import numpy as np
+
+    shape = [1] + [int(d) for d in model.inputs[0].shape[1:]]
+    x = tf.cast(tf.random.stateless_uniform(shape, seed=[seed, 1], minval=-1.0, maxval=1.0), model.inputs[0].dtype)
+    with tf.GradientTape(persistent=True) as tape:
+        out = model(x, training=False)
+        targets = {k: tf.reduce_sum(out[k] * tf.random.stateless_normal(tf.shape(out[k]), seed=[seed, 2 + i]))
+                   for i, k in enumerate(keys)}
+    dead = []
+    for k in keys:
+        grads = tape.gradient(targets[k], model.trainable_variables)
+        if not any(g is not None and np.any(tf.convert_to_tensor(g).numpy()) for g in grads):
+            dead.append(k)
+    del tape
+    return dead
+
+
+def builder(student, teacher, weight: float, prepare=None, outputs=None, match=None):
     """``(build, weights)`` for :func:`quantization.pruning.fine_tune`: ``build()`` copies ``student`` (and, when
-    ``weight > 0``, ``teacher``) inside the trainer's scope and wraps them with every point output of the teacher
-    distilled at ``weight``; ``weights`` is what is distilled ({} when ``weight`` is 0).
+    ``weight > 0``, ``teacher``) inside the trainer's scope and wraps them with the teacher's ``outputs`` distilled
+    at ``weight``; ``weights`` is what is distilled ({} when ``weight`` is 0).
+
+    ``outputs``: names of the outputs to distil; default every point output ([B, N, 2]). A model whose points come
+    from an argmax passes no gradient through them (:func:`gradient_free`): name its maps instead, e.g.
+    ``["heatmaps1", "heatmaps2"]`` for the dense U-Net. ``match``: see :func:`with_teacher`; pass
+    :func:`architecture_match` so the architecture decides how its maps are compared.
 
     ``prepare``: applied to the student's copy before it is wrapped, e.g. ``lambda m: pruning.prune_model(m, 0.5,
     end_step=...)`` for magnitude pruning with a teacher (tfmot's step callback finds the wrappers inside)."""
@@ -94,10 +128,30 @@ def builder(student, teacher, weight: float, prepare=None):
 
     if not weight:
         return make, {}
-    weights = {k: float(weight) for k in point_outputs(teacher)}
-    if not weights:
-        raise ValueError(f"distill: model '{teacher.name}' has no [B, N, 2] point output to distil")
-    return (lambda: with_teacher(make(), copy_model(teacher), weights)), weights
+    available = sorted(_outputs(teacher))
+    if outputs:
+        unknown = [k for k in outputs if k not in available]
+        if unknown:
+            raise ValueError(f"distill: {', '.join(map(repr, unknown))} not an output of model '{teacher.name}' "
+                             f"(its outputs: {', '.join(available)})")
+        keys = list(outputs)
+    else:
+        keys = point_outputs(teacher)
+        if not keys:
+            raise ValueError(f"distill: model '{teacher.name}' has no [B, N, 2] point output to distil; name the "
+                             f"outputs to distil (its outputs: {', '.join(available)})")
+    dead = gradient_free(student, keys)
+    if dead:
+        raise ValueError(f"distill: output {', '.join(map(repr, dead))} of model '{student.name}' passes no gradient "
+                         f"to its weights (an argmax decode?), so distilling it would train nothing; name outputs "
+                         f"that do, e.g. its maps (its outputs: {', '.join(available)})")
+    weights = {k: float(weight) for k in keys}
+    return (lambda: with_teacher(make(), copy_model(teacher), weights, match=match)), weights
+
+
+def architecture_match(arch, config):
+    """``match`` for :func:`with_teacher` from the architecture's ``distill_loss``."""
+    return lambda key, s, t: arch.distill_loss(config, key, s, t)
 
 
 def inner_student(model):
@@ -117,4 +171,5 @@ def student_of(model):
     return student
 
 
-__all__ = ["point_outputs", "with_teacher", "builder", "inner_student", "student_of"]
+__all__ = ["point_outputs", "gradient_free", "with_teacher", "builder", "architecture_match", "inner_student",
+           "student_of"]

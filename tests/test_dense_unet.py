@@ -168,3 +168,16 @@ def test_bad_config():
         DenseUNetConfig(topology="dla")
     with pytest.raises(ValueError, match="divisible"):
         DenseUNetConfig(channels=30)
+
+
+def test_distill_loss_is_the_heatmap_kl_to_the_teacher():
+    arch, config = resolve("dense_unet")
+    rng = np.random.default_rng(0)
+    teacher = tf.constant(rng.normal(-4, 3, (2, 8, 8, 3)).astype(np.float32))
+    student = tf.constant(rng.normal(-4, 3, (2, 8, 8, 3)).astype(np.float32))
+    assert float(arch.distill_loss(config, "heatmaps2", teacher, teacher)) == pytest.approx(0.0, abs=1e-5)
+    p, q = tf.sigmoid(teacher).numpy(), tf.sigmoid(student).numpy()
+    kl = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))  # Bernoulli KL(teacher || student) per cell
+    want = kl.sum(axis=(1, 2)).mean()
+    assert float(arch.distill_loss(config, "heatmaps1", student, teacher)) == pytest.approx(want, rel=1e-4)
+    assert arch.distill_loss(config, "landmarks", student, teacher) is None  # the generic term

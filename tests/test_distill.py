@@ -96,3 +96,55 @@ def test_builder_distils_every_point_output_or_just_copies():
     maps_only = keras.Model(inp, {"heatmaps": layers.Conv2D(2, 1)(inp)})
     with pytest.raises(ValueError, match="no \\[B, N, 2\\] point output"):
         distill.builder(maps_only, maps_only, 1.0)
+
+
+def _argmax_model():
+    """Maps and points decoded from them by an argmax, like the dense U-Net."""
+    from tfalign.models.dense_unet import HeatmapDecode
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3), name="image")
+    maps = layers.Conv2D(3, 3, padding="same", name="maps")(inp)
+    return keras.Model(inp, {"heatmaps": maps, "landmarks": HeatmapDecode(name="decode")(maps)})
+
+
+def test_points_decoded_by_an_argmax_are_refused_and_their_maps_are_distilled_instead():
+    model = _argmax_model()
+    assert distill.gradient_free(model, ["heatmaps", "landmarks"]) == ["landmarks"]
+    _, _, tiny = _tiny()  # soft-argmax points do pass a gradient
+    assert distill.gradient_free(tiny, ["landmarks"]) == []
+    with pytest.raises(ValueError, match="'landmarks' of model .* passes no gradient.*its outputs: heatmaps, landmarks"):
+        distill.builder(model, model, 1.0)
+    with pytest.raises(ValueError, match="'maps' not an output of model"):
+        distill.builder(model, model, 1.0, outputs=["maps"])
+    build, weights = distill.builder(model, model, 2.0, outputs=["heatmaps"])
+    assert weights == {"heatmaps": 2.0}
+    wrapped = build()
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    wrapped(x)
+    assert float(tf.add_n(wrapped.losses)) == pytest.approx(0.0, abs=1e-10)  # an exact copy matches its teacher
+    student = distill.inner_student(wrapped)
+    kernel = student.get_layer("maps").kernel
+    kernel.assign(kernel + 0.1)
+    with tf.GradientTape() as tape:
+        wrapped(x)
+        loss = tf.add_n(wrapped.losses)
+    assert float(loss) > 0
+    grad = tape.gradient(loss, kernel)
+    assert grad is not None and np.abs(grad.numpy()).max() > 0  # the map term trains the student
+
+
+def test_the_architecture_decides_how_an_output_is_compared():
+    from tfalign.models.dense_unet import DenseUNet
+    model = _argmax_model()
+    match = distill.architecture_match(DenseUNet(), None)
+    build, _ = distill.builder(model, model, 3.0, outputs=["heatmaps"], match=match)
+    wrapped = build()
+    student = distill.inner_student(wrapped)
+    kernel = student.get_layer("maps").kernel
+    kernel.assign(kernel + 0.1)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    out = wrapped(x)
+    teacher = wrapped.get_layer(distill.TEACHER)(x, training=False)
+    want = 3.0 * float(DenseUNet().distill_loss(None, "heatmaps", out["heatmaps"], teacher["heatmaps"]))
+    mse = 3.0 * float(tf.reduce_mean(tf.square(out["heatmaps"] - teacher["heatmaps"])))
+    assert float(tf.add_n(wrapped.losses)) == pytest.approx(want, rel=1e-5) and want != pytest.approx(mse, rel=1e-2)

@@ -29,6 +29,8 @@ def _cli(*args):
      "--epochs: must be >= 0"),
     (["--model", "tiny_test", "--method", "magnitude", "--target", "0.5", "--distill", "3", "--epochs", "0",
       "--out", "x"], "--distill: needs --epochs > 0"),
+    (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--distill-outputs", "heatmaps",
+      "--epochs", "0", "--out", "x"], "--distill-outputs: needs --distill W > 0"),
     (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--ratio", "conv1", "--epochs", "0",
       "--out", "x"], "--ratio 'conv1': expected LAYER=R"),
     (["--model", "tiny_test", "--method", "channel", "--target", "0.5", "--ratio", "conv1=1.2", "--epochs", "0",

@@ -108,6 +108,12 @@ class Architecture:
     def loss(self, config, outputs: dict, batch: dict):
         raise NotImplementedError
 
+    def distill_loss(self, config, key: str, student, teacher):
+        """How a pruned student matches its teacher on output ``key`` (``quantization.distill``): a scalar tensor,
+        zero when they agree, or None for the generic term (mean squared difference). Architectures override it
+        for outputs whose meaning the generic term misses, e.g. per-cell sigmoid heatmaps."""
+        return None
+
     def inference_model(self, config, model):
         from tfalign._keras import keras
         return keras.Model(model.inputs, model.outputs[0] if not isinstance(model.output, dict)

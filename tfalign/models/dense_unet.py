@@ -266,6 +266,18 @@ class DenseUNet(Architecture):
         per_point = tf.reduce_sum(ce, axis=[1, 2]) * tf.cast(mask, ce.dtype)  # sum over pixels
         return tf.math.divide_no_nan(tf.reduce_sum(per_point), tf.reduce_sum(tf.cast(mask, ce.dtype)))
 
+    def distill_loss(self, config: DenseUNetConfig, key, student, teacher):
+        """Heatmaps: the loss of Eq. (1) with the teacher's probabilities as soft labels, less its value at the
+        teacher itself, i.e. the per-cell Bernoulli KL(teacher ‖ student) summed over pixels and averaged over
+        faces and points (the scale of ``ce``: weight 1 counts the teacher as much as the annotation). Matching
+        the logits instead would spend the student's capacity on background cells at −20 that no decode reads."""
+        if not key.startswith("heatmaps"):
+            return None
+        p = tf.sigmoid(teacher)
+        kl = (tf.nn.sigmoid_cross_entropy_with_logits(labels=p, logits=student)
+              - tf.nn.sigmoid_cross_entropy_with_logits(labels=p, logits=teacher))
+        return tf.reduce_mean(tf.reduce_sum(kl, axis=[1, 2]))
+
     def loss(self, config: DenseUNetConfig, outputs, batch):
         """Eq. (1): CE(H(I), G) + CE(H(T·I), T·G) on every stack + λ·MSE(H(T·I), T⊙H(I)) on the last one.
 
