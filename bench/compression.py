@@ -131,9 +131,8 @@ def parse_args(argv=None):
         p.error("--channel-divisor: must be >= 1")
     if args.distill < 0:
         p.error("--distill: must be >= 0")
-    args.distill_outputs = [k.strip() for k in args.distill_outputs.split(",") if k.strip()]
-    if args.distill_outputs and not args.distill:
-        p.error("--distill-outputs: needs --distill W > 0")
+    from quantization.cli import distill_outputs
+    args.distill_outputs = distill_outputs(p, args)
     if args.channel_gradual_epochs < 0:
         p.error("--channel-gradual-epochs: must be >= 0")
     bad = set(args.variants.split(",")) - set(VARIANTS)
@@ -227,7 +226,7 @@ def finetune(build, arch, config, args, name: str, workdir: str, callbacks=(), e
 def bench_model(name: str, args, model_dirs: dict) -> dict:
     from tfalign.training.data import load_specs
     from mobile_export import tflite
-    from quantization import calibration, channel_pruning, presets, pruning
+    from quantization import calibration, channel_pruning, distill, presets, pruning
     args.current_model = name
     weights_hash = weights_sha256(name)  # read before loading: a weights file replaced mid-run is not misattributed
     arch, config, base, source = load_base(name, model_dirs)
@@ -236,6 +235,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     spec = dataclasses.replace(config.input, schemes=tuple(config.input.schemes[:1]))
     val = load_specs([args.val], "--val")[0][1]
     variants = args.variants.split(",")
+    teaching = {"outputs": args.distill_outputs, "match": distill.architecture_match(arch, config)}
     results, runners = {}, {}
     workdir = tempfile.mkdtemp(prefix=f"compression_{name}_")
     infer = arch.inference_model(config, base)
@@ -270,9 +270,7 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
 
     def _magnitude():
         steps = args.magnitude_epochs * args.steps
-        from quantization import distill
-        build, teach = distill.builder(base, base, args.distill, outputs=args.distill_outputs,
-                                       match=distill.architecture_match(arch, config),
+        build, teach = distill.builder(base, base, args.distill, **teaching,
                                        prepare=lambda m: pruning.prune_model(
                                            m, args.sparsity, end_step=max(1, int(0.7 * steps)),
                                            frequency=max(1, steps // 10)))
@@ -285,7 +283,6 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     attempt("magnitude", _magnitude)
 
     def _channel():
-        from quantization import distill
         ratio = args.channel_ratios.get(name, args.channel_ratios.get(None, 0.35))
         names = {layer.name for layer in base.layers}
         layer_ratios = {k: v for k, v in args.layer_ratios.items() if k in names}
@@ -305,14 +302,11 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
                 return model
 
             slim, info = channel_pruning.prune_gradually(base, plan, train, args.channel_gradual_epochs * args.steps,
-                                                         distill_weight=args.distill,
-                                                         distill_outputs=args.distill_outputs,
-                                                         distill_match=distill.architecture_match(arch, config))
+                                                         distill_weight=args.distill, **teaching)
             data1 = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())
             gradual = {"gradual": {"cut_gap": info["cut_gap"], "nme_after_cut": tflite_nme(Runner(data1), val, spec),
                                    "finetune": fades[0]}}
-        build, teach = distill.builder(slim, base, args.distill, outputs=args.distill_outputs,
-                                       match=distill.architecture_match(arch, config))
+        build, teach = distill.builder(slim, base, args.distill, **teaching)
         trained, ft = finetune(build, arch, config, args, "channel", workdir)
         slim = distill.student_of(trained)
         data = tflite.convert(arch.inference_model(config, slim), preset=presets.for_float32())

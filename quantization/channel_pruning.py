@@ -656,18 +656,18 @@ def prune_channels(model, ratio: float, criterion: str = "l1", **kwargs):
 
 
 def prune_gradually(base, pruning_plan: PruningPlan, train, end_step: int, distill_weight: float = 0.0,
-                    distill_outputs=None, distill_match=None):
+                    **distill_options):
     """Gradual channel pruning: ``base`` fine-tunes (a copy; with itself as teacher when ``distill_weight`` > 0)
     while :class:`ChannelDecay` fades the removed channels to zero over ``end_step`` steps, then it is cut.
 
     ``train(build, callbacks)`` runs the fine-tune and returns the trained model (e.g. a closure over
     :func:`quantization.pruning.fine_tune`), for at least ``end_step`` steps. Returns ``(slim, info)``; ``info``
     holds ``cut_gap``, the largest output difference between the faded full model and the cut one on random
-    inputs (~1e-6: the cut changed nothing), and ``distill`` (what was distilled). ``distill_outputs`` and
-    ``distill_match``: ``outputs`` and ``match`` of :func:`quantization.distill.builder`.
+    inputs (~1e-6: the cut changed nothing), and ``distill`` (what was distilled). ``distill_options``
+    (``outputs``, ``match``) go to :func:`quantization.distill.builder`.
     """
     from quantization import distill
-    build, teach = distill.builder(base, base, distill_weight, outputs=distill_outputs, match=distill_match)
+    build, teach = distill.builder(base, base, distill_weight, **distill_options)
     decay = ChannelDecay(pruning_plan, end_step=end_step, model_of=distill.inner_student)
     trained = distill.student_of(train(build, [decay]))
     if decay._step() < end_step:

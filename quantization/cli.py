@@ -40,6 +40,14 @@ def parser(prog: str, description: str, epochs: int, lr: float) -> OneLineParser
     return p
 
 
+def distill_outputs(p, args) -> list:
+    """``--distill-outputs NAME,...`` as a list of output names; it means nothing without ``--distill W``."""
+    names = [k.strip() for k in args.distill_outputs.split(",") if k.strip()]
+    if names and not args.distill:
+        p.error("--distill-outputs: needs --distill W > 0")
+    return names
+
+
 def check(p: OneLineParser, args) -> None:
     """Argument errors the parser cannot see, as one-line usage errors (exit 2)."""
     if not (args.model or args.model_dir):

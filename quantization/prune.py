@@ -64,8 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--distill-outputs", default="", metavar="NAME,...",
                    help="with --distill: the model outputs to distil (default: its point outputs, [B, N, 2]); for "
                         "models whose points come from an argmax, which passes no gradient, name the maps, e.g. "
-                        "heatmaps1,heatmaps2 for dense_unet (compared as the architecture's distill_loss says: for dense_unet the "
-                        "KL divergence between the per-cell heatmap probabilities; otherwise mean squared error)")
+                        "heatmaps1,heatmaps2 for dense_unet (compared as the architecture's distill_loss says: for "
+                        "dense_unet the KL divergence between the per-cell heatmap probabilities; otherwise mean "
+                        "squared error)")
     p.add_argument("--gradual", type=int, default=0, metavar="E",
                    help="channel: gradual pruning: fine-tune the full model E epochs while the channels to remove "
                         "fade to zero, then cut them and fine-tune the slim model --epochs (default 0: cut at once)")
@@ -82,9 +83,7 @@ def parse_args(argv=None):
         p.error("--distill: needs --epochs > 0 (the teacher acts while the pruned model fine-tunes)")
     if args.distill < 0:
         p.error(f"--distill: must be >= 0, got {args.distill}")
-    args.distill_outputs = [k.strip() for k in args.distill_outputs.split(",") if k.strip()]
-    if args.distill_outputs and not args.distill:
-        p.error("--distill-outputs: needs --distill W > 0")
+    args.distill_outputs = cli.distill_outputs(p, args)
     if args.gradual < 0:
         p.error(f"--gradual: must be >= 0, got {args.gradual}")
     if args.gradual and not (args.data and args.val):
@@ -110,6 +109,7 @@ def _run(argv) -> int:
     from quantization import channel_pruning, distill, pruning
     arch, config, base, source = cli.load(args)
     run = cli.run_settings(args, arch, config)
+    teaching = {"outputs": args.distill_outputs, "match": distill.architecture_match(arch, config)}
     summary = {"method": args.method, "target": args.target, "start": source, "epochs": args.epochs,
                "lr": args.lr, "schedule": "cosine"}
     if args.method == "magnitude":
@@ -118,8 +118,7 @@ def _run(argv) -> int:
         else:
             steps = args.steps or _steps_per_epoch(run, arch, config)
             end = max(1, int(0.7 * args.epochs * steps))  # the last 30 % of the steps train at full sparsity
-            build, teach = distill.builder(base, base, args.distill, outputs=args.distill_outputs,
-                                           match=distill.architecture_match(arch, config),
+            build, teach = distill.builder(base, base, args.distill, **teaching,
                                            prepare=lambda m: pruning.prune_model(
                                                m, args.target, end_step=end, frequency=max(1, end // 10),
                                                skip=args.skip))
@@ -144,15 +143,13 @@ def _run(argv) -> int:
         slim, info = channel_pruning.prune_gradually(
             base, plan, lambda build, cbs: pruning.fine_tune(build, fade, os.path.join(args.out, "gradual"),
                                                              callbacks=cbs)[0],
-            end_step=args.gradual * steps, distill_weight=args.distill,
-            distill_outputs=args.distill_outputs, distill_match=distill.architecture_match(arch, config))
+            end_step=args.gradual * steps, distill_weight=args.distill, **teaching)
         summary["gradual"] = {"epochs": args.gradual, "steps_per_epoch": steps, "cut_gap": info["cut_gap"]}
         print(f"gradual: channels faded over {args.gradual} epochs; cut changed the outputs by {info['cut_gap']:.2e}")
     else:
         slim = channel_pruning.apply(base, plan)
     if args.epochs:
-        build, teach = distill.builder(slim, base, args.distill, outputs=args.distill_outputs,
-                                       match=distill.architecture_match(arch, config))
+        build, teach = distill.builder(slim, base, args.distill, **teaching)
         trained, _ = pruning.fine_tune(build, run, os.path.join(args.out, "finetune"))
         slim = distill.student_of(trained)
         summary["distill"] = teach

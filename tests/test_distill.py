@@ -112,7 +112,8 @@ def test_points_decoded_by_an_argmax_are_refused_and_their_maps_are_distilled_in
     assert distill.gradient_free(model, ["heatmaps", "landmarks"]) == ["landmarks"]
     _, _, tiny = _tiny()  # soft-argmax points do pass a gradient
     assert distill.gradient_free(tiny, ["landmarks"]) == []
-    with pytest.raises(ValueError, match="'landmarks' of model .* passes no gradient.*its outputs: heatmaps, landmarks"):
+    with pytest.raises(ValueError,
+                       match="'landmarks' of model .* passes no gradient.*its outputs: heatmaps, landmarks"):
         distill.builder(model, model, 1.0)
     with pytest.raises(ValueError, match="'maps' not an output of model"):
         distill.builder(model, model, 1.0, outputs=["maps"])
