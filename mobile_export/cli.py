@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(coremltools.optimize; needs scikit-learn)")
     p.add_argument("--prune", metavar="SPEC",
                    help="one-shot pruning before export, from quantization/: magnitude:S (zero the smallest weights "
-                        "of Conv2D/Dense to sparsity S: smaller gzip, same speed) or channels:R (remove fraction R "
-                        "of the prunable filters: fewer MACs). No fine-tuning here: for accuracy, fine-tune with "
-                        "quantization.pruning and export that run with --model-dir")
+                        "of every prunable kernel to sparsity S: smaller gzip, same speed) or channels:R (remove "
+                        "fraction R of the prunable filters: fewer MACs). No fine-tuning here: for accuracy, "
+                        "fine-tune with quantization.pruning and export that run with --model-dir")
     p.add_argument("--calibration", metavar="SPEC",
                    help="int8 calibration faces as a dataset spec (e.g. 300w:../shared/data/lfpw/trainset); "
                         "default: synthetic faces (tfalign.data.synthetic), so no data is needed")

@@ -1,6 +1,8 @@
 """Prune a trained tfalign model and fine-tune it: ``python -m quantization.prune``.
 
-  --method magnitude   tfmot magnitude pruning: the smallest weights of every Conv2D/Dense are zeroed, the sparsity
+  --method magnitude   tfmot magnitude pruning: the smallest weights of every prunable layer (Conv2D, Dense, the
+                       pointwise kernel of SeparableConv2D, custom layers with get_prunable_weights: the
+                       deformable convolution, Pose-Tree-MoE's experts and gates) are zeroed, the sparsity
                        ramping to --target along PolynomialDecay while the model fine-tunes; the wrappers are
                        stripped. Same architecture, so OUT is a run folder:
                          python -m tfalign.export --model-dir OUT [--quantize int8 ...]
@@ -43,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--method", required=True, choices=("magnitude", "channel"),
                    help="magnitude (unstructured, tfmot) or channel (whole filters removed)")
     p.add_argument("--target", type=float, required=True,
-                   help="magnitude: final sparsity of the Conv2D/Dense kernels; channel: fraction of the filters "
+                   help="magnitude: final sparsity of the prunable kernels (Conv2D, Dense, SeparableConv2D "
+                        "pointwise, custom layers' get_prunable_weights); channel: fraction of the filters "
                         "removed per prunable channel space; in (0, 1)")
     p.add_argument("--criterion", choices=("l1", "bn"), default="l1",
                    help="channel: filter importance, L1 norm of the filter or |BN gamma| (default l1)")

@@ -8,10 +8,14 @@ What it buys on a phone: a smaller *compressed* download (zeros gzip well: :func
 TFLite kernels run dense. Latency comes from :mod:`quantization.channel_pruning` (whole filters removed) and
 int8 (:mod:`quantization.presets`).
 
-Why only Conv2D/Dense are wrapped (``../shared/STACK.md``): ``prune_low_magnitude(model)`` refuses models holding
-custom layers or TFOpLambdas, so the model is cloned with a ``clone_function`` that wraps those two types and
-reuses every other layer as it is. DepthwiseConv2D has no prunable weights in tfmot's registry; the package's
-``GroupConv2D`` (per-landmark predict kernels) is left dense: it is a few thousand weights.
+What is wrapped (``../shared/STACK.md``): ``prune_low_magnitude(model)`` refuses models holding custom layers or
+TFOpLambdas, so the model is cloned with a ``clone_function`` that wraps each prunable layer and reuses every
+other layer as it is. Prunable are Conv2D and Dense, SeparableConv2D (its pointwise kernel, as tfmot's registry
+says) and any layer with a ``get_prunable_weights()`` method, tfmot's protocol for custom layers: the package's
+layers that hold a model's big matrices define it (``DeformableConv2D``; Pose-Tree-MoE's ``ExpertCNNs``,
+``ExpertRegressors`` and ``MoEGate``, 97 % of that model's weights). DepthwiseConv2D has no prunable weights in
+tfmot's registry; the package's ``GroupConv2D`` (per-landmark predict kernels) is left dense: it is a few thousand
+weights.
 
 Example::
 
@@ -37,9 +41,29 @@ def _tfmot():
     return tfmot
 
 
+def prunable_weights(layer) -> list:
+    """The weights magnitude pruning zeroes in ``layer`` ([] when it is left dense).
+
+    Conv2D (incl. Conv2DTranspose, not grouped) and Dense: the kernel; SeparableConv2D: the pointwise kernel
+    (tfmot's registry; the depthwise one is tiny); a layer with ``get_prunable_weights()`` (tfmot's protocol for
+    custom layers): what it returns.
+    """
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        return [layer.pointwise_kernel]
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        return [layer.kernel] if not getattr(layer, "groups", 1) > 1 else []
+    if hasattr(layer, "get_prunable_weights"):
+        return list(layer.get_prunable_weights())
+    return []
+
+
 def prunable(layer) -> bool:
-    """Conv2D (incl. Conv2DTranspose) and Dense: the layer types tfmot can prune whose weights dominate."""
-    return isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and not getattr(layer, "groups", 1) > 1
+    """Whether :func:`prune_model` wraps ``layer``: it has :func:`prunable_weights`."""
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, keras.layers.SeparableConv2D)):
+        return bool(prunable_weights(layer))
+    if not hasattr(layer, "get_prunable_weights"):
+        return False
+    return not layer.built or bool(layer.get_prunable_weights())  # e.g. an averaging gate holds no matrix
 
 
 def schedule(target_sparsity: float, end_step: int, begin_step: int = 0, initial_sparsity: float = 0.0,
@@ -66,7 +90,7 @@ def schedule(target_sparsity: float, end_step: int, begin_step: int = 0, initial
 def prune_model(model, target_sparsity: float, *, end_step: int, begin_step: int = 0,
                 initial_sparsity: float = 0.0, power: float = 3.0, frequency: int = 100,
                 skip: Iterable[str] = ()):
-    """A copy of ``model`` whose Conv2D/Dense layers are wrapped by ``prune_low_magnitude``.
+    """A copy of ``model`` whose prunable layers (:func:`prunable`) are wrapped by ``prune_low_magnitude``.
 
     The wrapped layers are the model's own (weights shared, nothing retrained yet); outputs keep their structure
     (a dict stays a dict). ``skip``: layer names left dense (e.g. a tiny output head).
@@ -87,7 +111,8 @@ def prune_model(model, target_sparsity: float, *, end_step: int, begin_step: int
 
     out = keras.models.clone_model(model, clone_function=clone)
     if not wrapped:
-        raise ValueError(f"model '{model.name}' has no Conv2D/Dense layer to prune")
+        raise ValueError(f"model '{model.name}' has no layer to prune (Conv2D, Dense, SeparableConv2D or a layer "
+                         "with get_prunable_weights())")
     return out
 
 
@@ -168,19 +193,21 @@ def strip(model):
 
 
 def sparsity_report(model) -> dict:
-    """Fraction of exact zeros per prunable kernel (and overall): ``{"layers": [...], "total": {...}}``.
+    """Fraction of exact zeros per prunable layer (and overall): ``{"layers": [...], "total": {...}}``.
 
-    Works on pruned (wrapped) and stripped models; counts kernels only (biases and BN are never pruned).
+    Works on pruned (wrapped) and stripped models; counts :func:`prunable_weights` only (biases and BN are never
+    pruned). A layer with several (a custom layer's matrices) is one row over all of them.
     """
     rows = []
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
-        if not prunable(inner):
+        weights = [np.asarray(w) for w in prunable_weights(inner)]
+        if not weights:
             continue
-        kernel = np.asarray(inner.kernel.numpy() if hasattr(inner.kernel, "numpy") else inner.kernel)
-        zeros = int(np.count_nonzero(kernel == 0))
-        rows.append({"layer": inner.name, "params": int(kernel.size), "zeros": zeros,
-                     "sparsity": zeros / kernel.size if kernel.size else 0.0})
+        size = sum(w.size for w in weights)
+        zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
+        rows.append({"layer": inner.name, "params": int(size), "zeros": zeros,
+                     "sparsity": zeros / size if size else 0.0})
     params = sum(r["params"] for r in rows)
     zeros = sum(r["zeros"] for r in rows)
     return {"layers": rows, "total": {"params": params, "zeros": zeros, "sparsity": zeros / params if params else 0.0}}

@@ -115,6 +115,49 @@ def test_twin_outputs_add_the_coherent_term():
     assert float(total) == pytest.approx(expected, rel=1e-5)
 
 
+def _numpy_decode(maps):
+    b, h, w, n = maps.shape
+    out = np.zeros((b, n, 2), np.float32)
+    for i in range(b):
+        for j in range(n):
+            m = maps[i, :, :, j]
+            y, x = np.unravel_index(np.argmax(m), m.shape)
+            get = lambda yy, xx: m[yy, xx] if 0 <= yy < h and 0 <= xx < w else -1e9  # noqa: E731
+            dx = 0.25 * np.sign(get(y, x + 1) - get(y, x - 1))
+            dy = 0.25 * np.sign(get(y + 1, x) - get(y - 1, x))
+            out[i, j] = [(x + dx + 0.5) / w, (y + dy + 0.5) / h]
+    return out
+
+
+def test_decode_matches_numpy_at_the_edges_and_per_sample():
+    rng = np.random.default_rng(3)
+    first = rng.uniform(0, 0.5, (6, 7, 8)).astype(np.float32)
+    # The second sample's background is the first's mirrored in value (0.5 - v): at the same peaks its neighbour
+    # differences have the opposite signs, so reading the other sample's maps changes the answer.
+    maps = np.stack([first, 0.5 - first])
+    peaks = [(0, 0), (0, 6), (5, 0), (5, 6), (2, 3), (0, 3), (3, 0), (4, 4)]  # corners, edges and the inside
+    for j, (y, x) in enumerate(peaks):
+        maps[:, y, x, j] = 1.0
+    np.testing.assert_allclose(HeatmapDecode()(maps).numpy(), _numpy_decode(maps), atol=1e-6)
+
+
+def test_deformable_sampling_and_decode_export_without_slices_or_padded_map_copies():
+    """The exported graph reads offsets as two maps and the decode's neighbours by index: no STRIDED_SLICE of the
+    interleaved offsets (it ran outside XNNPACK) and no PAD/TRANSPOSE of the N heatmaps (10 % of the float time)."""
+    from mobile_export import tflite as tfl
+    from mobile_export.profile.perop import graph_ops, read_model
+    arch, cfg = tiny()
+    model = arch.build(cfg)
+    inf = arch.inference_model(cfg, model)
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    ops = graph_ops(read_model(tfl.convert(keras.Model(inp, inf(inp)))))
+    names = [o["op"] for o in ops]
+    # The decode's own slices of its [N, 4] neighbour values stay (68 elements each).
+    assert [o["name"] for o in ops if o["op"] == "STRIDED_SLICE" and np.prod(o["shape"]) > 68] == []
+    assert names.count("GATHER") == 2 * 4 + 1  # four corners per deformable layer, one for the decode
+    assert names.count("PAD") == 2 and "TRANSPOSE" not in names  # the deformable layers' zero rings only
+
+
 def test_serialization_and_tflite_builtin_conversion(tmp_path):
     arch, cfg = tiny()
     keras.utils.set_random_seed(0)

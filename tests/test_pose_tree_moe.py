@@ -130,3 +130,21 @@ def test_bad_config():
         PoseTreeMoEConfig(regression_gate="forest")
     with pytest.raises(ValueError, match="top_k"):
         PoseTreeMoEConfig(top_k=65)
+
+
+def test_magnitude_pruning_reaches_the_expert_layers():
+    """The experts, regressors and gates hold nearly all the weights; tfmot prunes them through
+    get_prunable_weights (before, only the pose branch's Conv2D/Dense were pruned)."""
+    from quantization import pruning
+    arch, cfg = tiny_config()
+    model = arch.build(cfg)
+    slim = pruning.one_shot(model, 0.5)
+    rows = {r["layer"]: r for r in pruning.sparsity_report(slim)["layers"]}
+    for name in ("s1_experts", "s1_regressors", "s2_experts", "s2_regressors"):
+        assert rows[name]["sparsity"] == pytest.approx(0.5, abs=0.01), rows[name]
+    experts = model.get_layer("s1_experts")
+    assert rows["s1_experts"]["params"] == sum(c.kernel.shape.num_elements() for c in experts.convs)
+    total = pruning.sparsity_report(slim)["total"]
+    assert total["params"] > 0.9 * sum(w.shape.num_elements() for w in model.trainable_weights)
+    x = np.random.rand(1, 40, 40, 1).astype(np.float32)
+    assert np.all(np.isfinite(slim(x)["landmarks"]))

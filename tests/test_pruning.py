@@ -16,7 +16,7 @@ def _tiny():
     return arch, config, arch.build(config)
 
 
-def test_only_conv_and_dense_are_wrapped_and_custom_layers_survive():
+def test_conv_and_dense_are_wrapped_and_other_custom_layers_survive():
     _, _, model = _tiny()
     pruned = pruning.prune_model(model, 0.5, end_step=10)
     kinds = {getattr(l, "layer", l).name: type(l).__name__ for l in pruned.layers}
@@ -37,7 +37,7 @@ def test_skip_and_bad_arguments():
         pruning.prune_model(model, 0.5, begin_step=5, end_step=2)
     inp = keras.Input((8, 8, 2))
     no_conv = keras.Model(inp, {"landmarks": SoftArgmax()(layers.ReLU()(inp))})
-    with pytest.raises(ValueError, match="no Conv2D/Dense"):
+    with pytest.raises(ValueError, match="no layer to prune"):
         pruning.prune_model(no_conv, 0.5, end_step=1)
 
 
@@ -86,3 +86,41 @@ def test_gzip_size_of_a_file(tmp_path):
     path = tmp_path / "m.bin"
     path.write_bytes(b"\0" * 10000)
     assert pruning.gzip_size(str(path)) < 200
+
+
+def _custom_model():
+    from tfalign.layers import DeformableConv2D
+    inp = keras.Input((8, 8, 4))
+    x = layers.SeparableConv2D(8, 3, padding="same", name="sep")(inp)
+    x = DeformableConv2D(6, name="deform")(x)
+    model = keras.Model(inp, {"out": layers.Conv2D(2, 1, name="head")(x)})
+    rng = np.random.default_rng(0)  # offsets start at zero: give every kernel distinct non-zero values
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def test_separable_and_custom_layers_with_prunable_weights_are_pruned():
+    model = _custom_model()
+    pruned = pruning.prune_model(model, 0.5, end_step=10)
+    assert {l.layer.name for l in pruned.layers if type(l).__name__ == "PruneLowMagnitude"} == {"sep", "deform", "head"}
+    slim = pruning.one_shot(model, 0.6)
+    rows = {r["layer"]: r for r in pruning.sparsity_report(slim)["layers"]}
+    deform = model.get_layer("deform")
+    assert rows["deform"]["params"] == deform.combine.kernel.shape.num_elements() + \
+        deform.offset_conv.kernel.shape.num_elements()
+    assert rows["sep"]["params"] == model.get_layer("sep").pointwise_kernel.shape.num_elements()
+    for row in rows.values():
+        assert row["sparsity"] == pytest.approx(0.6, abs=0.02), row
+    assert type(slim.get_layer("deform")).__name__ == "DeformableConv2D"
+
+
+def test_a_wrapped_custom_layer_reaches_the_target_while_training():
+    """The wrapper's training path (mask updates between steps) runs through the custom layer's own call."""
+    model = _custom_model()
+    pruned = pruning.prune_model(model, 0.5, end_step=3, frequency=1)
+    pruned.compile(optimizer=keras.optimizers.SGD(1e-3), loss={"out": "mse"})
+    x = np.random.default_rng(1).normal(size=(4, 8, 8, 4)).astype(np.float32)
+    pruned.fit(x, {"out": np.zeros((4, 8, 8, 2), np.float32)}, batch_size=2, epochs=3, verbose=0,
+               callbacks=pruning.pruning_callbacks())
+    rows = {r["layer"]: r for r in pruning.sparsity_report(pruning.strip(pruned))["layers"]}
+    assert rows["deform"]["sparsity"] == pytest.approx(0.5, abs=0.02)

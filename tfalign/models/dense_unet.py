@@ -196,7 +196,7 @@ class AffineFeatureWarp(keras.layers.Layer):
 class HeatmapDecode(keras.layers.Layer):
     """Heatmaps [B, H, W, N] → points [B, N, 2] normalised (edge origin): argmax cell, then a quarter-pixel
     step towards the larger neighbour in x and in y (the classic sub-pixel refinement). Exports as ARG_MAX,
-    FLOOR_DIV/FLOOR_MOD and GATHER (neighbour values through the shared sampler)."""
+    FLOOR_DIV/FLOOR_MOD and one GATHER of the neighbours' values."""
 
     def call(self, heatmaps):
         h, w, n = heatmaps.shape[1], heatmaps.shape[2], heatmaps.shape[3]
@@ -204,11 +204,12 @@ class HeatmapDecode(keras.layers.Layer):
         idx = tf.argmax(flat, axis=1, output_type=tf.int32)  # [B, N]
         x = tf.cast(idx % w, tf.float32)
         y = tf.cast(idx // w, tf.float32)
-        # Neighbour values of map n at (x±1, y) and (x, y±1): sample channel-major maps at the N points.
-        maps = tf.reshape(tf.transpose(heatmaps, [0, 3, 1, 2]), [-1, h, w, 1])  # [B·N, H, W, 1]
-        pts = tf.reshape(tf.stack([x, y], -1), [-1, 1, 2])
-        steps = tf.constant([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-        vals = tf.reshape(bilinear_sample(maps, pts + steps[None]), [-1, n, 4])
+        # Neighbour values of map n at (x±1, y) and (x, y±1), read by index from the flat maps: 4·N scalars. A
+        # neighbour outside the map reads a clipped index and is masked below. (Sampling channel-major copies of
+        # the maps padded the whole [N, H, W] stack first: 10 % of the model's float time, 15 % of its int8 time.)
+        near = tf.clip_by_value(idx[..., None] + tf.constant([1, -1, w, -w]), 0, h * w - 1)  # [B, N, 4]
+        rows = tf.reshape(tf.range(tf.shape(heatmaps)[0]) * (h * w), [-1, 1, 1])
+        vals = tf.gather(tf.reshape(heatmaps, [-1]), (rows + near) * n + tf.reshape(tf.range(n), [1, n, 1]))
         inside = tf.reshape(tf.stack([x < w - 1, x > 0, y < h - 1, y > 0], -1), [-1, n, 4])
         vals = tf.where(inside, vals, tf.fill(tf.shape(vals), -1e9))
         dx = 0.25 * tf.sign(vals[..., 0] - vals[..., 1])

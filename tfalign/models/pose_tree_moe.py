@@ -130,6 +130,9 @@ class MoEGate(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_experts": self.num_experts, "kind": self.kind}
 
+    def get_prunable_weights(self):  # magnitude pruning (tfmot's protocol for custom layers)
+        return [self.dense.kernel] if self.dense is not None else []
+
 
 @register("ExpertCNNs")
 class ExpertCNNs(keras.layers.Layer):
@@ -152,6 +155,14 @@ class ExpertCNNs(keras.layers.Layer):
                 conv = GroupConv2D(total, k, groups=self.num_experts, strides=2, name=f"conv{i}")
             self.convs.append(conv)
 
+    def build(self, input_shape):
+        # The convolutions' kernels exist before the first call, so a pruning wrapper can list them.
+        h, w, c = (int(d) for d in input_shape[2:])
+        for conv, f in zip(self.convs, self.filters):
+            conv.build((None, h, w, c))
+            h, w, c = -(-h // 2), -(-w // 2), f * self.num_experts  # stride 2, "same"
+        super().build(input_shape)
+
     def call(self, patches):
         num_points = patches.shape[1]
         x = tf.reshape(patches, [-1, patches.shape[2], patches.shape[3], patches.shape[4]])
@@ -165,6 +176,9 @@ class ExpertCNNs(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_experts": self.num_experts, "filters": self.filters}
+
+    def get_prunable_weights(self):  # magnitude pruning (tfmot's protocol for custom layers): every kernel
+        return [conv.kernel for conv in self.convs]
 
     # Channel pruning inside the layer (quantization.channel_pruning's internal-channel protocol): the expert
     # stacks hold most of the model's MACs, but their feature maps never leave the layer, so the graph-level
@@ -241,6 +255,9 @@ class ExpertRegressors(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_experts": self.num_experts, "hidden": self.hidden,
                 "outputs": self.outputs, "top_k": self.top_k}
+
+    def get_prunable_weights(self):  # magnitude pruning (tfmot's protocol for custom layers)
+        return [self.w0, self.w1]
 
     # Channel pruning of each expert's hidden layer (see ExpertCNNs.internal_channel_scores).
     def internal_channel_scores(self) -> list:
