@@ -55,3 +55,20 @@ def test_the_default_divisor_is_not_spelled_out():
     report = _report(None)
     report["models"]["m"]["variants"]["channel"]["divisor"] = 8
     assert "channel 0.01 + per-layer ratios, BN γ" in bench.markdown(report)
+
+
+def test_latency_times_the_invoke_not_the_numpy_conversions():
+    """An int8 model's input quantization (numpy, in the runner) happens once before the timed invokes."""
+    calls = []
+
+    class FakeInterpreter:
+        def invoke(self):
+            calls.append("invoke")
+
+    runner = bench.Runner.__new__(bench.Runner)
+    runner.interpreter = FakeInterpreter()
+    runner.set_input = lambda x: calls.append("set_input")
+    runner.get_output = lambda: calls.append("get_output")
+    times = runner.time_ms(object(), runs=3)
+    assert calls == ["set_input", "invoke", "invoke", "invoke"] and len(times) == 3
+    assert bench.TIMING == "invoke"
