@@ -63,6 +63,7 @@ VARIANTS = ("float32", "magnitude", "channel", "ptq_int8", "qat_int8")
 
 
 def parse_args(argv=None):
+    from quantization.cli import add_distill_outputs, distill_outputs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="mobile_two_stage,pipnet_mbv3", help="comma-separated model names")
     p.add_argument("--model-dir", action="append", default=[], metavar="NAME=DIR",
@@ -97,9 +98,7 @@ def parse_args(argv=None):
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
                    help="magnitude and channel fine-tunes with the float model as teacher: W x mean squared distance "
                         "between the student's and the teacher's point outputs (quantization.distill; default 0 = off)")
-    p.add_argument("--distill-outputs", default="", metavar="NAME,...",
-                   help="with --distill: the outputs to distil (default: the point outputs); e.g. heatmaps1,heatmaps2 "
-                        "for dense_unet, whose argmax-decoded points pass no gradient")
+    add_distill_outputs(p)
     p.add_argument("--calibration-size", type=int, default=64, help="int8 calibration faces (default 64)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=20, help="invokes per variant per round (default 20)")
@@ -132,7 +131,6 @@ def parse_args(argv=None):
         p.error("--channel-divisor: must be >= 1")
     if args.distill < 0:
         p.error("--distill: must be >= 0")
-    from quantization.cli import distill_outputs
     args.distill_outputs = distill_outputs(p, args)
     if args.channel_gradual_epochs < 0:
         p.error("--channel-gradual-epochs: must be >= 0")

@@ -40,6 +40,17 @@ def parser(prog: str, description: str, epochs: int, lr: float) -> OneLineParser
     return p
 
 
+def add_distill_outputs(p) -> None:
+    """``--distill-outputs``, shared by ``quantization.prune`` and ``bench/compression.py``; read it back with
+    :func:`distill_outputs`."""
+    p.add_argument("--distill-outputs", default="", metavar="NAME,...",
+                   help="with --distill: the model outputs to distil (default: its point outputs, [B, N, 2]); for "
+                        "models whose points come from an argmax, which passes no gradient, name the maps, e.g. "
+                        "heatmaps1,heatmaps2 for dense_unet (compared as the architecture's distill_loss says: for "
+                        "dense_unet the KL divergence between the per-cell heatmap probabilities; otherwise mean "
+                        "squared error)")
+
+
 def distill_outputs(p, args) -> list:
     """``--distill-outputs NAME,...`` as a list of output names; it means nothing without ``--distill W``."""
     names = [k.strip() for k in args.distill_outputs.split(",") if k.strip()]

@@ -64,12 +64,7 @@ def parse_args(argv=None):
                    help="magnitude and channel: fine-tune with the unpruned model as teacher, adding W x the mean "
                         "squared distance between the pruned and the unpruned model's point outputs to the loss "
                         "(default 0: off; for mobile_two_stage its l2_weight, 300, is a natural scale)")
-    p.add_argument("--distill-outputs", default="", metavar="NAME,...",
-                   help="with --distill: the model outputs to distil (default: its point outputs, [B, N, 2]); for "
-                        "models whose points come from an argmax, which passes no gradient, name the maps, e.g. "
-                        "heatmaps1,heatmaps2 for dense_unet (compared as the architecture's distill_loss says: for "
-                        "dense_unet the KL divergence between the per-cell heatmap probabilities; otherwise mean "
-                        "squared error)")
+    cli.add_distill_outputs(p)
     p.add_argument("--gradual", type=int, default=0, metavar="E",
                    help="channel: gradual pruning: fine-tune the full model E epochs while the channels to remove "
                         "fade to zero, then cut them and fine-tune the slim model --epochs (default 0: cut at once)")
