@@ -63,7 +63,7 @@ VARIANTS = ("float32", "magnitude", "channel", "ptq_int8", "qat_int8")
 
 
 def parse_args(argv=None):
-    from quantization.cli import add_distill_outputs, distill_outputs
+    from quantization.cli import add_distill, distill_outputs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="mobile_two_stage,pipnet_mbv3", help="comma-separated model names")
     p.add_argument("--model-dir", action="append", default=[], metavar="NAME=DIR",
@@ -95,10 +95,7 @@ def parse_args(argv=None):
                    help="gradual channel pruning: fine-tune the full model E epochs (of --steps, at --channel-lr) "
                         "while the channels to remove fade to zero, then cut and fine-tune --channel-epochs "
                         "(quantization.channel_pruning.prune_gradually; default 0: cut at once)")
-    p.add_argument("--distill", type=float, default=0.0, metavar="W",
-                   help="magnitude and channel fine-tunes with the float model as teacher: W x mean squared distance "
-                        "between the student's and the teacher's point outputs (quantization.distill; default 0 = off)")
-    add_distill_outputs(p)
+    add_distill(p)
     p.add_argument("--calibration-size", type=int, default=64, help="int8 calibration faces (default 64)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=20, help="invokes per variant per round (default 20)")

@@ -60,11 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--ratio", action="append", default=[], metavar="LAYER=R",
                    help="channel: remove R instead of --target from the channel space LAYER produces (repeatable), "
                         "e.g. more from the high-resolution layers where the latency is")
-    p.add_argument("--distill", type=float, default=0.0, metavar="W",
-                   help="magnitude and channel: fine-tune with the unpruned model as teacher, adding W x the mean "
-                        "squared distance between the pruned and the unpruned model's point outputs to the loss "
-                        "(default 0: off; for mobile_two_stage its l2_weight, 300, is a natural scale)")
-    cli.add_distill_outputs(p)
+    cli.add_distill(p)
     p.add_argument("--gradual", type=int, default=0, metavar="E",
                    help="channel: gradual pruning: fine-tune the full model E epochs while the channels to remove "
                         "fade to zero, then cut them and fine-tune the slim model --epochs (default 0: cut at once)")
