@@ -246,6 +246,41 @@ def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(tmp_path, monk
     assert "the loss became nan at epoch 1, step 1; last good checkpoint: none" in err
 
 
+def test_tfalign_turns_on_onednn_so_grouped_convolutions_train_on_any_cpu(tmp_path):
+    """TensorFlow's own CPU kernels have no grouped-conv gradient; it enables oneDNN's by default only on CPUs with
+    AVX-512 VNNI/BF16 or AMX. Importing tfalign first must give a process where a grouped Conv2D trains."""
+    code = ("import os\n"
+            "from tfalign._keras import tf, keras\n"
+            "assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '1'\n"
+            "layer = keras.layers.Conv2D(4, 3, groups=2)\n"
+            "x = tf.random.uniform((1, 6, 6, 4))\n"
+            "with tf.GradientTape() as tape:\n"
+            "    tape.watch(x)\n"
+            "    y = tf.reduce_sum(layer(x))\n"
+            "gx, gk = tape.gradient(y, [x, layer.kernel])\n"
+            "print('grads', gx.shape, gk.shape)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "grads (1, 6, 6, 4) (3, 3, 2, 4)" in out.stdout
+
+
+def test_a_missing_grouped_conv_gradient_is_explained(tmp_path, monkeypatch, capsys):
+    from tfalign._keras import tf
+    from tfalign.training.loop import Trainer
+
+    def no_kernel(self, *args, **kwargs):
+        raise tf.errors.InvalidArgumentError(None, None, "Gradients for grouped convolutions are not supported on "
+                                                         "CPU. Please file a feature request")
+
+    monkeypatch.setattr(Trainer, "_train_epoch", no_kernel)
+    assert _main([*TINY, "--epochs", 1, "--steps-per-epoch", 1, "--out", tmp_path / "run"]) == 1
+    err = capsys.readouterr().err
+    assert "grouped convolutions" in err and "TF_ENABLE_ONEDNN_OPTS=1" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_usage_errors_are_one_line_too(capsys):
     with pytest.raises(SystemExit) as exc:
         _main(["--model", "tiny_test", "--strategy", "cluster", "--out", "x"])

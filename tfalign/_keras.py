@@ -8,6 +8,11 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's own CPU kernels have no gradient for grouped convolutions (Conv2D groups > 1: GroupConv2D,
+# Pose-Tree-MoE's experts, channel-pruned grouped layers); oneDNN's have. TF turns oneDNN on by default only on
+# CPUs with AVX-512 VNNI/BF16 or AMX, so on AVX2-only cores (Zen 3 seen) training those models failed with
+# "Gradients for grouped convolutions are not supported on CPU". It is read once, when TensorFlow is imported.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402

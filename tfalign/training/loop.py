@@ -23,6 +23,13 @@ from tfalign.training.runconfig import RunSettings, resolve_model, versions
 BEST_WEIGHTS = "best.weights.h5"
 
 
+GROUPED_CONV_HELP = (
+    "this model has grouped convolutions, and TensorFlow was imported with oneDNN off, whose CPU kernels have no "
+    "gradient for them (TF's default on CPUs without AVX-512 VNNI/BF16 or AMX). Set TF_ENABLE_ONEDNN_OPTS=1 before "
+    "TensorFlow is first imported (tfalign sets it when it imports TensorFlow itself; import tfalign before "
+    "tensorflow, or export the variable)")
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the message says where the last good checkpoint is."""
 
@@ -215,7 +222,12 @@ class Trainer:
             # Drawn before the epoch and saved after it: a resumed run draws exactly the seeds it would have.
             epoch_seed = int(self.rng.uniform_full_int([], tf.int64).numpy() & 0x7FFFFFFF)
             t0 = time.time()
-            train_stats = self._train_epoch(epoch, epoch_seed, writers)
+            try:
+                train_stats = self._train_epoch(epoch, epoch_seed, writers)
+            except tf.errors.InvalidArgumentError as exc:
+                if "grouped convolutions are not supported" not in str(exc):
+                    raise
+                raise TrainingError(GROUPED_CONV_HELP) from None
             train_seconds = time.time() - t0
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch)
