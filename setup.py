@@ -28,6 +28,8 @@ setup(
     install_requires=STACK + ["matplotlib>=3.8", "scipy>=1.11", "tqdm>=4.66", "jsonschema>=4.20", "pillow>=10",
                               "h5py>=3.10"],
     extras_require={"dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3",
+                            # `make test` spreads test files over the cores (pytest -n)
+                            "pytest-xdist>=3.5",
                             # syntax checks of the demo apps' Swift and Kotlin sources (no toolchains here)
                             "tree-sitter==0.26.1", "tree-sitter-swift==0.7.4", "tree-sitter-kotlin==1.1.0"]},
 )

@@ -59,11 +59,10 @@ def prunable_weights(layer) -> list:
 
 def prunable(layer) -> bool:
     """Whether :func:`prune_model` wraps ``layer``: it has :func:`prunable_weights`."""
-    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, keras.layers.SeparableConv2D)):
-        return bool(prunable_weights(layer))
-    if not hasattr(layer, "get_prunable_weights"):
-        return False
-    return not layer.built or bool(layer.get_prunable_weights())  # e.g. an averaging gate holds no matrix
+    builtin = isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense, keras.layers.SeparableConv2D))
+    if not builtin and hasattr(layer, "get_prunable_weights") and not layer.built:
+        return True  # its weights do not exist yet; an averaging gate, once built, may hold no matrix
+    return bool(prunable_weights(layer))
 
 
 def schedule(target_sparsity: float, end_step: int, begin_step: int = 0, initial_sparsity: float = 0.0,
