@@ -203,6 +203,8 @@ def train_round(p: Plan, records: list, tasks, out_dir: str, name: str, seed: in
         init_weights(model, p.init, p.model)  # STC's heads reuse the score conv: plain PIPNet weights fit
     steps = p.steps_per_epoch or max(1, len(records) // p.batch_size)
     optimizer = make_optimizer(p.config.train, steps, p.epochs)
+    # Slot variables made before tracing: otherwise the first call creates them and `step` is traced twice.
+    optimizer.build(model.trainable_variables)
     task_table = tf.constant(np.asarray(tasks, np.int32))
     arch, config = p.arch, p.config
     predict = landmark_fn(model)  # traced once per round, reused by validation and pseudo-labelling

@@ -254,6 +254,7 @@ def train(args, log=print) -> dict:
 
     model = dm.build(args.input_size)
     opt = keras.optimizers.Adam(learning_rate=args.lr)
+    opt.build(model.trainable_variables)  # slot variables before tracing: `step` is traced once, not twice
 
     @tf.function
     def step(x, h, r, m):
