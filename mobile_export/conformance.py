@@ -133,8 +133,9 @@ def host_latency(runner, x: np.ndarray, runs: int = 30, warmup: int = 5) -> dict
         runner.run_normalized(x)
         times.append((time.perf_counter() - t0) * 1e3)
     from mobile_export.profile import x86_amx  # whether XNNPACK could run int8 on Intel AMX (no phone has it)
+    from tfalign.training.runconfig import cpu_info  # whether int8 has an 8-bit dot product here (int8_timing_note)
     return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs,
-            "x86_amx": x86_amx.status()}
+            "x86_amx": x86_amx.status(), "cpu_features": cpu_info().get("isa", [])}
 
 
 def synthetic_records(n: int, input_spec, seed: int):

@@ -414,4 +414,9 @@ def format_summary(s: dict) -> str:
             # AMX int8 tiles are 64 channels wide: small mobile layers ran slower than float32 (docs/compression.md)
             lines.append("                this CPU has Intel AMX, which XNNPACK used for int8 and no phone has; "
                          "phone-like timing: python -m tfalign.profile MODEL --no-amx")
+        elif s.get("quantize") == "int8":
+            from mobile_export.profile.common import int8_timing_note
+            note = int8_timing_note(lat.get("cpu_features"))
+            if note:
+                lines.append(f"                {note}")
     return "\n".join(lines)

@@ -210,3 +210,13 @@ def test_summary_says_when_int8_timing_used_amx():
     assert "--no-amx" in format_summary(base)
     for change in ({"quantize": "none"}, {"host_latency": {**base["host_latency"], "x86_amx": "absent"}}):
         assert "--no-amx" not in format_summary({**base, **change})
+
+
+def test_summary_says_when_int8_timing_ran_without_an_8_bit_dot_product():
+    from mobile_export.export import format_summary
+    lat = {"median_ms": 2.4, "p90_ms": 2.5, "threads": 1, "x86_amx": "absent", "cpu_features": ["avx2", "fma"]}
+    base = {"target": "tflite", "files": {"model": "m.tflite"}, "size_bytes": 1024, "weights": "random",
+            "params": 10, "quantize": "int8", "host_latency": lat}
+    assert "8-bit dot-product" in format_summary(base)
+    for change in ({"quantize": "none"}, {"host_latency": {**lat, "cpu_features": ["avx2", "avx512_vnni"]}}):
+        assert "8-bit dot-product" not in format_summary({**base, **change})

@@ -121,3 +121,29 @@ def test_help_explains_every_flag(capsys):
     for flag in ("--json", "--threads", "--xnnpack", "--runs", "--per-op", "--devices", "--import", "--adb",
                  "--out", "--benchmark-binary"):
         assert flag in text
+
+
+ZEN3 = ["sse4_2", "avx", "avx2", "fma", "f16c"]  # AMD EPYC family 25 model 1: no 8-bit dot product
+
+
+@pytest.mark.parametrize("features,noted", [
+    (ZEN3, True), (ZEN3 + ["avx512f", "avx512_vnni"], False), (ZEN3 + ["avx_vnni"], False),
+    (ZEN3 + ["amx_tile", "amx_int8"], False), (["asimd"], True), (["asimd", "asimddp"], False),
+    ([], False),  # features unknown (no /proc/cpuinfo): nothing is claimed
+])
+def test_int8_timing_note_names_a_cpu_without_an_8_bit_dot_product(features, noted):
+    note = common.int8_timing_note(features)
+    assert (note is not None) == noted
+    if noted:
+        assert "dot-product" in note and "--devices" in note
+
+
+@pytest.mark.parametrize("features,mode,noted", [(ZEN3, "int8", True), (ZEN3, "float", False),
+                                                 (ZEN3 + ["avx512_vnni"], "int8", False)])
+def test_host_profile_of_int8_says_when_the_cpu_cannot_show_its_speed(tiny_models, monkeypatch, features, mode,
+                                                                      noted):
+    real = common.host_device
+    monkeypatch.setattr(common, "host_device", lambda: {**real(), "cpu_features": features})
+    doc = host.profile(tiny_models[mode], threads=(1,), xnnpack=(True,), runs=2, warmup=0, progress=False)
+    assert ("int8_note" in doc) == noted
+    assert ("8-bit dot-product" in host.table(doc)) == noted

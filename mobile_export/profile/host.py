@@ -125,6 +125,11 @@ def profile(model_path, *, threads=(1, 2, 4), xnnpack=(True, False), runs: int =
                      **({"contract": pathlib.Path(contract_source).name} if contract else {})},
            "results": results, "contract_source": contract_source, "inputs": ins,
            "host_cpu_count": os.cpu_count()}
+    from . import perop, phones
+    if phones.model_precision(perop.graph_ops(perop.read_model(model_path.read_bytes()))) == "int8":
+        note = common.int8_timing_note(doc["device"]["cpu_features"])
+        if note:
+            doc["int8_note"] = note
     common.validate_benchmark(doc, f"host profile of {model_path}")
     return doc
 
@@ -135,8 +140,9 @@ def table(doc) -> str:
             for r in doc["results"]]
     size = doc["model"]["size_bytes"]
     head = f"{doc['model']['file']}  {size / 1024:.1f} KB  on {doc['device']['soc']}  ({doc['contract_source']})"
+    note = f"\nnote: {doc['int8_note']}" if doc.get("int8_note") else ""
     return head + "\n" + common.fmt_table(
-        ["delegate", "threads", "p50 ms", "p90 ms", "p99 ms", "init ms", "peak MB"], rows)
+        ["delegate", "threads", "p50 ms", "p90 ms", "p99 ms", "init ms", "peak MB"], rows) + note
 
 
 def chart(doc, path) -> str:
