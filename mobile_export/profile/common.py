@@ -210,13 +210,14 @@ INT8_DOT_PRODUCT = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 def int8_timing_note(cpu_features) -> str | None:
     """What to say next to an int8 timing taken on a CPU without an 8-bit dot product (None: it has one, or its
-    features are unknown, e.g. macOS). There int8 runs no faster than float, unlike on a phone: the shipped
+    features are unknown, e.g. macOS). There int8 gains little or loses, unlike on a phone: the shipped
     mobile_two_stage int8 export ran 0.58x of its float32 on a Zen 3 EPYC and 1.40x on a Zen 4 with VNNI."""
     if not cpu_features or any(f in cpu_features for f in INT8_DOT_PRODUCT):
         return None
-    return ("this CPU has no 8-bit dot-product instruction (x86 VNNI/AMX, Arm dotprod), so int8 runs no faster "
-            "than float here, unlike on phones with Cortex-A55/A75 or later cores; time it on the phone "
-            "(python -m tfalign.profile MODEL --adb ...) or estimate it (--devices)")
+    return ("this CPU has no 8-bit dot-product instruction (x86 VNNI/AMX, Arm dotprod), so int8 gains little over "
+            "float here or loses (the two-stage model: 0.58x on a Zen 3 EPYC), unlike on phones with Cortex-A55/A75 "
+            "or later cores; time it on the phone (python -m tfalign.profile MODEL --adb ...) or estimate it "
+            "(--devices)")
 
 
 def load_schema() -> dict:
