@@ -125,10 +125,10 @@ def profile(model_path, *, threads=(1, 2, 4), xnnpack=(True, False), runs: int =
                      **({"contract": pathlib.Path(contract_source).name} if contract else {})},
            "results": results, "contract_source": contract_source, "inputs": ins,
            "host_cpu_count": os.cpu_count()}
-    from . import perop, phones
-    if phones.model_precision(perop.graph_ops(perop.read_model(model_path.read_bytes()))) == "int8":
-        note = common.int8_timing_note(doc["device"]["cpu_features"])
-        if note:
+    note = common.int8_timing_note(doc["device"]["cpu_features"])
+    if note:  # the model is parsed only on hosts the note is for
+        from . import perop, phones
+        if phones.model_precision(perop.graph_ops(perop.read_model(model_path.read_bytes()))) == "int8":
             doc["int8_note"] = note
     common.validate_benchmark(doc, f"host profile of {model_path}")
     return doc
