@@ -489,3 +489,49 @@ def test_dense_unet_channels_faded_to_zero_are_cut_without_changing_the_heatmaps
     ref, out = model(x, training=False), cp.apply(model, plan)(x, training=False)
     for key in ("heatmaps1", "heatmaps2"):
         np.testing.assert_allclose(out[key].numpy(), ref[key].numpy(), atol=1e-4)
+
+
+def _widths(model) -> dict:
+    return {layer.name: layer.filters for layer in model.layers if hasattr(layer, "filters")}
+
+
+def test_sensitivity_cuts_one_space_at_a_time_and_finds_the_dead_one():
+    model = _toy()
+    full = cp.plan(model, 0.5, divisor=1, min_channels=1)
+    side = next(r for r in full.kept if full.members[r] == ["side_conv"])
+    _kill(model, full.graph, side, full.removed(side))  # exactly the channels a 0.5 cut of side_conv removes
+    x = np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    ref, base_widths = model(x)["heat"].numpy(), _widths(model)
+
+    def evaluate(slim):
+        changed = sorted(n for n, w in _widths(slim).items() if w != base_widths[n])
+        return {"gap": float(np.max(np.abs(slim(x)["heat"].numpy() - ref))), "changed": changed}
+
+    rows = cp.sensitivity(model, evaluate, 0.5, divisor=1, min_channels=1)
+    assert len(rows) == len(full.kept)
+    for row in rows:  # only the producers of the space under test lost filters
+        assert row["changed"] == sorted(row["producers"]) and row["kept"] < row["size"], row
+        assert row["layer"] in row["producers"]
+    gaps = {row["layer"]: row["gap"] for row in rows}
+    assert gaps["side_conv"] < 1e-5  # its removed channels were dead
+    assert min(g for n, g in gaps.items() if n != "side_conv") > 1e-3  # every live space costs something
+    assert [r["layer"] for r in rows][0] == "stem_conv"  # layer order
+
+
+def test_sensitivity_only_and_bad_names():
+    model = _toy()
+    rows = cp.sensitivity(model, lambda slim: cp.count_params(slim), 0.5, divisor=1, min_channels=1,
+                          only=["project_conv", "mid_conv"])
+    assert [r["layer"] for r in rows] == ["stem_conv", "mid_conv"]  # project_conv names the residual stream's space
+    assert all(r["value"] < cp.count_params(model) for r in rows)
+    with pytest.raises(ValueError, match=r"\['group'\] produce no prunable channel space"):
+        cp.sensitivity(model, lambda slim: 0.0, 0.5, only=["group"])
+
+
+def test_sensitivity_covers_layers_that_prune_their_inside():
+    from tfalign.models.pose_tree_moe import ExpertCNNs  # noqa: F401 - registered for the built model
+    arch, config = resolve("pose_tree_moe")
+    model = arch.build(config)
+    rows = cp.sensitivity(model, lambda slim: cp.count_params(slim), 0.5, only=["s1_experts"])
+    assert [r["layer"] for r in rows] == ["s1_experts"] and rows[0]["kept"] <= rows[0]["size"] // 2 + 8
+    assert rows[0]["value"] < cp.count_params(model)
