@@ -688,10 +688,11 @@ def sensitivity(model, evaluate, ratio: float = 0.5, criterion: str = "l1", divi
     A uniform ratio treats every space alike, but spaces differ by orders of magnitude in what they cost and carry
     (on the converged dense U-Net, halving one of the stem's residual convolutions moved NME by 2.5 % before any
     fine-tune and saved 8 % of the MACs but no time, halving a last decoder level cost 150 % and saved 13 % of the
-    MACs and 16 % of the latency: ``bench/results/channel_sensitivity_dense_unet.json``). For every prunable space (and every layer pruning its inside),
-    the model with only that space cut at ``ratio`` (``criterion``, ``divisor``, ``min_channels`` as in
-    :func:`plan`) is built and passed to ``evaluate(slim) -> dict`` (e.g. NME, MACs, latency of its export); no
-    fine-tune. ``only``: producer layer names to restrict the sweep to (any producer of a space names it).
+    MACs and 16 % of the latency: ``bench/results/channel_sensitivity_dense_unet.json``). For every prunable space
+    (and every layer pruning its inside), the model with only that space cut at ``ratio`` (``criterion``,
+    ``divisor``, ``min_channels`` as in :func:`plan`) is built and passed to ``evaluate(slim) -> dict`` (e.g. NME,
+    MACs, latency of its export); no fine-tune. ``only``: producer layer names to restrict the sweep to (any
+    producer of a space names it). Cuts interact, so a plan assembled from these rows still has to be measured.
 
     Returns one dict per space, in the model's layer order: ``layer`` (a producer's name, usable as a key of
     ``plan(ratios=...)`` and ``--channel-layer-ratio``), ``producers``, ``size``, ``kept`` and ``evaluate``'s keys.
@@ -716,7 +717,7 @@ def sensitivity(model, evaluate, ratio: float = 0.5, criterion: str = "l1", divi
         entries = tqdm(entries, desc="channel spaces", unit="space")
     out = []
     for producers, kept, size, single in entries:
-        # The owner of the first producer in layer order names the space: stable across runs of the same model.
+        # The earliest producer names the space, so a row's name is stable across runs of the same model.
         name = min(producers, key=lambda n: order[n])
         result = evaluate(apply(model, single))
         out.append({"layer": name, "producers": list(producers), "size": int(size), "kept": int(kept),
