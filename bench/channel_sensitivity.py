@@ -86,9 +86,10 @@ def parse_args(argv=None):
             p.error(f"--{flag.replace('_', '-')}: must be in [0, 1)")
     args.model_dirs = {}
     if args.model_dir:
-        key, sep, value = args.model_dir.partition("=")
-        if not sep or not os.path.isdir(value):
-            p.error(f"--model-dir {args.model_dir!r}: expected NAME=DIR with an existing DIR")
+        try:
+            key, value = compression.parse_model_dir(args.model_dir)
+        except ValueError as exc:
+            p.error(str(exc))
         if key != args.model:
             p.error(f"--model-dir {args.model_dir!r}: names '{key}', not --model '{args.model}'")
         args.model_dirs[key] = value
@@ -127,17 +128,17 @@ def suggest(rows: list, base: dict, rank: str, target_macs: float, target_latenc
 def run(args) -> dict:
     from mobile_export import tflite
     from quantization import channel_pruning, presets
-    from tfalign.training.data import load_specs, make_dataset
+    from tfalign.training.data import load_specs
     arch, config, model, source = compression.load_base(args.model, args.model_dirs)
     spec = dataclasses.replace(config.input, schemes=tuple(config.input.schemes[:1]))
     val = load_specs([args.val], "--val")[0][1]
-    runners = []  # in call order: the uncut model, then the spaces in the order sensitivity() returns them
+    runners = {}  # in call order: the uncut model, then the spaces in the order sensitivity() returns them
 
     def measure(keras_model):
         data = tflite.convert(arch.inference_model(config, keras_model), preset=presets.for_float32())
         runner = compression.Runner(data)
         if args.rounds:
-            runners.append(runner)
+            runners[len(runners)] = runner
         return {"nme": compression.tflite_nme(runner, val, spec), "macs": compression.macs_of(data),
                 "params": channel_pruning.count_params(keras_model), "size_bytes": len(data)}
 
@@ -146,15 +147,8 @@ def run(args) -> dict:
     rows = channel_pruning.sensitivity(model, measure, args.ratio, args.criterion,
                                        divisor=args.divisor, only=args.only, progress=True)
     if args.rounds:
-        from tqdm import tqdm
-        x0 = next(iter(make_dataset(val[:1], spec, training=False, batch_size=1, seed=0)))["image"].numpy()
-        times = [[] for _ in runners]
-        for r in runners:
-            r.time_ms(x0, 3)
-        for _ in tqdm(range(args.rounds), desc="latency rounds", unit="round", file=sys.stderr):
-            for t, r in zip(times, runners):
-                t += r.time_ms(x0, args.runs)
-        for row, t in zip([base, *rows], times):
+        times = compression.interleaved_times(runners, val, spec, args.rounds, args.runs, "latency rounds")
+        for row, t in zip([base, *rows], times.values()):
             row["latency_ms"] = float(np.median(t))
     from tfalign.training.runconfig import cpu_info, versions
     return {"command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

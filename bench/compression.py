@@ -152,6 +152,14 @@ def parse_ratios(text: str) -> dict:
     return out
 
 
+def parse_model_dir(item: str) -> tuple:
+    """``"NAME=DIR"`` → ``(NAME, DIR)``; ValueError naming the flag unless DIR exists."""
+    key, sep, value = item.partition("=")
+    if not sep or not os.path.isdir(value):
+        raise ValueError(f"--model-dir {item!r}: expected NAME=DIR with an existing DIR")
+    return key, value
+
+
 def weights_sha256(name: str) -> str:
     """Hash of the shipped ``weights.npz`` (the lead may replace it: the JSON says which weights were measured)."""
     import hashlib
@@ -196,6 +204,21 @@ class Runner(TFLiteRunner):
             self.interpreter.invoke()
             out.append((time.perf_counter() - t0) * 1e3)
         return out
+
+
+def interleaved_times(runners: dict, records, spec, rounds: int, runs: int, desc: str) -> dict:
+    """Per key, every ``Runner.time_ms`` sample on the first of ``records``, over ``rounds`` rounds that each visit
+    every runner, so all of them see the same load on this shared machine (compare their medians)."""
+    from tqdm import tqdm
+    from tfalign.training.data import make_dataset
+    x0 = next(iter(make_dataset(records[:1], spec, training=False, batch_size=1, seed=0)))["image"].numpy()
+    times = {k: [] for k in runners}
+    for r in runners.values():
+        r.time_ms(x0, 5)
+    for _ in tqdm(range(rounds), desc=desc, unit="round", file=sys.stderr):
+        for k, r in runners.items():
+            times[k] += r.time_ms(x0, runs)
+    return times
 
 
 def tflite_nme(runner, records, spec) -> float:
@@ -343,18 +366,8 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
 
     attempt("qat_int8", _qat_int8)
 
-    # Latency: interleaved rounds so every variant sees the same load on this shared machine.
-    from tfalign.training.data import make_dataset
-    x0 = next(iter(make_dataset(val[:1], spec, training=False, batch_size=1, seed=0)))["image"].numpy()
-    times = {k: [] for k in runners}
-    for r in runners.values():
-        r.time_ms(x0, 5)
-    from tqdm import tqdm
-
     from tfalign.training.runconfig import cpu_info
-    for _ in tqdm(range(args.rounds), desc=f"{name} latency rounds", unit="round", file=sys.stderr):
-        for k, r in runners.items():
-            times[k] += r.time_ms(x0, args.runs)
+    times = interleaved_times(runners, val, spec, args.rounds, args.runs, f"{name} latency rounds")
     for k in runners:
         results[k]["latency_ms"] = float(np.median(times[k]))
         results[k]["latency_p10_ms"] = float(np.percentile(times[k], 10))
@@ -459,14 +472,11 @@ def main(argv=None) -> int:
         with open(args.out) as fh:
             print(markdown(json.load(fh)))
         return 0
-    model_dirs = {}
-    for item in args.model_dir:
-        key, sep, value = item.partition("=")
-        if not sep or not os.path.isdir(value):
-            print(f"compression.py: error: --model-dir {item!r}: expected NAME=DIR with an existing DIR",
-                  file=sys.stderr)
-            return 2
-        model_dirs[key] = value
+    try:
+        model_dirs = dict(parse_model_dir(item) for item in args.model_dir)
+    except ValueError as exc:
+        print(f"compression.py: error: {exc}", file=sys.stderr)
+        return 2
     from tfalign.io import atomic_write_json
     from tfalign.training.runconfig import versions
     report = {"command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -1,15 +1,13 @@
 """bench/channel_sensitivity.py: argument checks, the greedy suggestion, one tiny run end to end (timings are not
 asserted)."""
-import importlib.util
 import json
 import os
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "channel_sensitivity.py")
-_spec = importlib.util.spec_from_file_location("bench_channel_sensitivity", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from bench_helpers import load_bench
+
+bench = load_bench("channel_sensitivity.py", "bench_channel_sensitivity")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,11 +1,7 @@
 """bench/compression.py's report side: the goals, the Markdown table, and the CPU each model's rows ran on."""
-import importlib.util
-import os
+from bench_helpers import load_bench
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "compression.py")
-_spec = importlib.util.spec_from_file_location("bench_compression", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_bench("compression.py", "bench_compression")
 
 AMX_HOST = {"model_name": "Intel(R) Xeon(R) Processor", "cores": 2, "family_model_stepping": "6/167/1",
             "isa": ["avx2", "avx512f", "avx512_vnni", "amx_int8"]}

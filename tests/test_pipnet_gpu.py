@@ -1,8 +1,6 @@
 """bench/pipnet_gpu.py, the parts that run without PyTorch: layer names, weight transport, the NRM matrix, and the
 data pipeline fed with a plain namespace instead of InputSpec (the GPU machine has no TensorFlow)."""
 import dataclasses
-import importlib.util
-import os
 
 import numpy as np
 import pytest
@@ -11,10 +9,9 @@ from tfalign.config import to_dict
 from tfalign.models import pipnet
 from tfalign.models.base import resolve
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "pipnet_gpu.py")
-_spec = importlib.util.spec_from_file_location("pipnet_gpu", _PATH)
-gpu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gpu)
+from bench_helpers import load_bench
+
+gpu = load_bench("pipnet_gpu.py", "pipnet_gpu")
 
 
 def _small_r18():
