@@ -335,4 +335,5 @@ register_preset("dense_unet", "dense_unet", {}, "SAT (III) stacked dense U-Nets,
 register_preset("dense_unet_baseline", "dense_unet", {"inside": "none", "coherent_weight": 0.0,
                                                       "block": "resnet", "topology": "hourglass"},
                 "Hourglass2-Resnet baseline of Table 1")
-register_preset("dense_unet_lite", "dense_unet", {"channels": 32}, "Dense U-Net at a quarter width (CPU training)")
+register_preset("dense_unet_lite", "dense_unet", {"channels": 32},
+                "Dense U-Net at an eighth of the paper's width, 32 channels not 256 (CPU training)")
