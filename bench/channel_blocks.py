@@ -125,8 +125,7 @@ def main(argv=None) -> int:
            "x86_amx": x86_amx.status(),
            "threads": 1, "kernels": "XNNPACK", "rounds": args.rounds, "runs": args.runs,
            "shapes": args.shape, "rows": rows}
-    from tfalign.io import atomic_write
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    from tfalign.io import atomic_write  # creates the folder
     atomic_write(args.out, (json.dumps(out, indent=1) + "\n").encode())
     print(f"wrote {args.out}")
     return 0

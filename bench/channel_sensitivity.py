@@ -28,22 +28,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
-import json
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_HERE))
+sys.path.insert(0, _HERE)
 
 import numpy as np  # noqa: E402
 
+import compression  # noqa: E402  (bench/compression.py: one loader, Runner and NME for both benches)
 from mobile_export.profile import x86_amx  # noqa: E402  (stdlib only)
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("bench_compression", os.path.join(_HERE, "compression.py"))
-compression = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compression)  # one loader, Runner and NME for both benches
 
 
 def parse_args(argv=None):
@@ -192,8 +188,7 @@ def main(argv=None) -> int:
         return 2
     print(table(report), flush=True)
     from tfalign.io import atomic_write_json
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    atomic_write_json(args.out, report)
+    atomic_write_json(args.out, report)  # creates the folder
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
