@@ -72,6 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--val", default=DEFAULT_VAL, help="validation faces (dataset spec)")
     p.add_argument("--steps", type=int, default=25, help="steps per fine-tuning epoch (default 25)")
     p.add_argument("--batch-size", type=int, default=16, help="fine-tuning batch size (default 16)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every fine-tune (data order, augmentation, dropout); a second seed bounds "
+                        "how much of a gap between two variants is one run's noise (default 0)")
     for key, epochs, lr, what in (("magnitude", 4, 2e-4, "magnitude pruning"), ("channel", 15, 5e-4, "channel pruning"),
                                   ("qat", 3, 2e-5, "QAT")):
         p.add_argument(f"--{key}-epochs", type=int, default=epochs,
@@ -242,7 +245,7 @@ def finetune(build, arch, config, args, name: str, workdir: str, callbacks=(), e
     data = json.loads(json.dumps(cfg_lib.to_dict(config)))
     data["train"].update({"learning_rate": lr, "schedule": "cosine", "batch_size": args.batch_size})
     run = RunSettings(model=args.current_model, config=data, data=[args.data], val=[args.val], epochs=epochs,
-                      batch_size=args.batch_size, seed=0, steps_per_epoch=args.steps)
+                      batch_size=args.batch_size, seed=args.seed, steps_per_epoch=args.steps)
     t0 = time.time()
     model, history = pruning.fine_tune(build, run, os.path.join(workdir, folder or name), callbacks=callbacks,
                                        progress=False)

@@ -68,3 +68,16 @@ def test_latency_times_the_invoke_not_the_numpy_conversions():
     times = runner.time_ms(object(), runs=3)
     assert calls == ["set_input", "invoke", "invoke", "invoke"] and len(times) == 3
     assert bench.TIMING == "invoke"
+
+
+def test_fine_tunes_run_under_the_seed_given(monkeypatch, tmp_path):
+    from quantization import pruning
+    from tfalign import config as cfg_lib
+    runs = []
+    monkeypatch.setattr(cfg_lib, "to_dict", lambda config: {"train": {}})
+    monkeypatch.setattr(pruning, "fine_tune", lambda build, run, folder, **kw: (runs.append(run), {"epochs": []}))
+    for argv, seed in (([], 0), (["--seed", "3"], 3)):
+        args = bench.parse_args(argv)
+        args.current_model = "mobile_two_stage"
+        bench.finetune(None, None, None, args, "channel", str(tmp_path))
+        assert runs[-1].seed == seed

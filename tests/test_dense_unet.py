@@ -224,3 +224,27 @@ def test_distill_loss_is_the_heatmap_kl_to_the_teacher():
     want = kl.sum(axis=(1, 2)).mean()
     assert float(arch.distill_loss(config, "heatmaps1", student, teacher)) == pytest.approx(want, rel=1e-4)
     assert arch.distill_loss(config, "landmarks", student, teacher) is None  # the generic term
+
+
+# --- shipped weights (tfalign/weights/dense_unet_w64) --------------------------------------------------------------
+def test_shipped_dense_unet_w64_is_its_preset_and_loads_without_data():
+    from tfalign.models.base import load_pretrained
+    arch, config, model = load_pretrained("dense_unet_w64")
+    assert arch.name == "dense_unet" and config == resolve("dense_unet_w64")[1]
+    assert config.channels == 64 and config.coherent_weight == 0.0 and not config.input.pair
+    pts = model(np.zeros((1, 128, 128, 3), np.float32))["landmarks"].numpy()
+    assert pts.shape == (1, 68, 2) and np.all(np.isfinite(pts))
+
+
+@pytest.mark.needs_data
+def test_shipped_dense_unet_w64_aligns_held_out_real_faces(shared_data):
+    from tfalign.data.spec import load_records
+    from tfalign.models.base import load_pretrained
+    from tfalign.training import evaluation
+    _, config, model = load_pretrained("dense_unet_w64")
+    val = load_records(f"300w:{shared_data / 'lfpw' / 'trainset'}#val")[:16]
+    pred = evaluation.predict_keras(evaluation.landmark_fn(model), val, config.input, batch_size=16)
+    true, mask = evaluation.targets(val, config.input.schemes)
+    nme = evaluation.score(pred, true, mask, config.input.schemes)["primary"]
+    # Model card: 4.24 % on all 72 #val faces; a broken load or preprocessing mismatch gives > 20 %.
+    assert nme < 0.06, f"shipped weights: inter-ocular NME {100 * nme:.2f} % on 16 held-out LFPW faces"

@@ -337,3 +337,9 @@ register_preset("dense_unet_baseline", "dense_unet", {"inside": "none", "coheren
                 "Hourglass2-Resnet baseline of Table 1")
 register_preset("dense_unet_lite", "dense_unet", {"channels": 32},
                 "Dense U-Net at an eighth of the paper's width, 32 channels not 256 (CPU training)")
+# The recipe of the shipped weights (tfalign/weights/dense_unet_w64): a quarter of the paper's width, single images
+# (no coherent loss: it doubles every step) and the CPU budget's 30 x 50 steps of batch 8, the paper's decay points.
+register_preset("dense_unet_w64", "dense_unet",
+                {"channels": 64, "coherent_weight": 0.0, "input.pair": False, "train.batch_size": 8,
+                 "train.epochs": 30, "train.learning_rate": 1e-3, "train.milestones": (16, 24)},
+                "Dense U-Net at a quarter of the paper's width (64 channels), no coherent loss; trained weights ship")
