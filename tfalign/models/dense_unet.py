@@ -196,7 +196,13 @@ class AffineFeatureWarp(keras.layers.Layer):
 class HeatmapDecode(keras.layers.Layer):
     """Heatmaps [B, H, W, N] → points [B, N, 2] normalised (edge origin): argmax cell, then a quarter-pixel
     step towards the larger neighbour in x and in y (the classic sub-pixel refinement). Exports as ARG_MAX,
-    FLOOR_DIV/FLOOR_MOD and one GATHER of the neighbours' values."""
+    FLOOR_DIV/FLOOR_MOD and one GATHER of the neighbours' values.
+
+    ``keep_float_in_int8``: decoded from int8 maps, the shipped dense_unet_w64 lost 0.08 NME points more than with
+    this layer in float (PTQ, 32 calibration faces: 4.46 % against 4.38 %, float32 4.245 %; scratch measurement).
+    The layer has no weights and reads 4·N values besides the arg-max, so float costs next to nothing."""
+
+    keep_float_in_int8 = True
 
     def call(self, heatmaps):
         h, w, n = heatmaps.shape[1], heatmaps.shape[2], heatmaps.shape[3]
