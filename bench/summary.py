@@ -27,6 +27,22 @@ def _f(value, fmt):
     return "–" if value is None else format(value, fmt)
 
 
+#: Research-architecture presets whose trained weights ship, and how they were trained (their model cards say more).
+SHIPPED_RESEARCH = {
+    "dense_unet_w64": "LFPW, 1,500 steps + 1,500 self-distilled fine-tuning steps of batch 8 (shipped fp16)",
+}
+
+
+def _compression_cells(model_row: dict) -> list[str]:
+    """int8 NME, float32/int8 KB and ms of one model's compression.json row (dashes where a variant is missing)."""
+    c = model_row.get("variants", {})
+    f32, i8 = c.get("float32", {}), c.get("ptq_int8", {})
+    return [_f(i8.get("nme") and i8["nme"] * 100, ".2f"),
+            _f(f32.get("size_bytes") and f32["size_bytes"] / 1024, ".0f"),
+            _f(i8.get("size_bytes") and i8["size_bytes"] / 1024, ".0f"),
+            _f(f32.get("latency_ms"), ".2f"), _f(i8.get("latency_ms"), ".2f")]
+
+
 def rows() -> list[list[str]]:
     out = []
     m2s = _load("mobile_two_stage")
@@ -45,26 +61,18 @@ def rows() -> list[list[str]]:
     comp = (_load("compression") or {}).get("models", {})
     if pip:
         for name, v in pip["variants"].items():
-            c = comp.get(name, {}).get("variants", {})
-            f32, i8 = c.get("float32", {}), c.get("ptq_int8", {})
             nme = (v.get("val") or {}).get("nme")
             out.append([name, f"{v['params']:,}", _f(v["gmacs"] * 1e3, ".0f"), _f(nme and nme * 100, ".2f"),
-                        _f(i8.get("nme") and i8["nme"] * 100, ".2f"),
-                        _f(f32.get("size_bytes") and f32["size_bytes"] / 1024, ".0f"),
-                        _f(i8.get("size_bytes") and i8["size_bytes"] / 1024, ".0f"),
-                        _f(f32.get("latency_ms"), ".2f"), _f(i8.get("latency_ms"), ".2f"),
+                        *_compression_cells(comp.get(name, {})),
                         _pipnet_budget(name, v["trained"]) if v.get("trained") else "not trained here (CPU budget)",
                         "bench/pipnet.py, bench/compression.py"])
-    # Research architectures with shipped weights: the compression bench's float32 and PTQ int8 rows of them.
+    # Research architectures with shipped weights: everything from the compression bench's rows of them.
     for name, recipe in SHIPPED_RESEARCH.items():
-        c = comp.get(name, {}).get("variants", {})
-        f32, i8 = c.get("float32"), c.get("ptq_int8", {})
+        f32 = comp.get(name, {}).get("variants", {}).get("float32")
         if not f32:
             continue
         out.append([name, f"{f32['params']:,}", _f(f32["macs"] / 1e6, ".0f"), _f(f32["nme"] * 100, ".2f"),
-                    _f(i8.get("nme") and i8["nme"] * 100, ".2f"), _f(f32["size_bytes"] / 1024, ".0f"),
-                    _f(i8.get("size_bytes") and i8["size_bytes"] / 1024, ".0f"), _f(f32.get("latency_ms"), ".2f"),
-                    _f(i8.get("latency_ms"), ".2f"), recipe, "bench/compression.py"])
+                    *_compression_cells(comp[name]), recipe, "bench/compression.py"])
     # One row per research architecture: its paper's full variant (the ablations are in the bench JSON).
     for name, flagship in (("decafa", "S4"), ("dense_unet", "+coherent"), ("pose_tree_moe", "Pose-Tree-MoE")):
         res = _load(name)
@@ -89,12 +97,6 @@ def rows() -> list[list[str]]:
                             _f(r["size_bytes"] / 1024, ".0f"), "–", _f(r.get("p50_ms_1t"), ".2f"), "–",
                             "468 3-D points, not comparable in accuracy", "bench/peers.py"])
     return out
-
-
-#: Research-architecture presets whose trained weights ship, and how they were trained (their model cards say more).
-SHIPPED_RESEARCH = {
-    "dense_unet_w64": "LFPW, 1,500 steps + 1,500 self-distilled fine-tuning steps of batch 8 (shipped fp16)",
-}
 
 
 def _pipnet_budget(name: str, trained: dict) -> str:
