@@ -25,6 +25,7 @@ import numpy as np
 
 from tfalign._keras import keras, tf
 from quantization.presets import keeps_float  # noqa: F401  (the int8 float-keep policy, shared with QAT)
+from tfalign.layers import COORDINATE_SCOPE
 from tfalign.runtime import METADATA_NAME
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
@@ -146,20 +147,30 @@ def _scope_of(tensor_name: str, names: set) -> Optional[str]:
     return found
 
 
+# TensorFlow numbers a name scope entered twice in one layer: sample_coords, sample_coords_1, ...
+_COORDINATES = re.compile(rf"/{COORDINATE_SCOPE}(_\d+)?/")
+
+
 def float_nodes(calibrated: bytes, model) -> list:
-    """Output tensor names of the ops that belong to float-kept layers (the quantizer's node denylist).
+    """Output tensor names of the ops that belong to float-kept layers (the quantizer's node denylist), and of the
+    sampling-coordinate ops of layers with ``float_coordinates_in_int8`` (the deformable convolution).
 
     Ops are attributed to layers by the layer scope in their output tensor name; an op whose output was renamed
     (the graph output, ``StatefulPartitionedCall:0``) inherits the layer of the op that feeds it.
     """
     names, keep = _layer_scopes(model)
-    if not keep:
+    # Layers whose sampling coordinates stay float (tfalign.layers.COORDINATE_SCOPE); a QAT wrapper stands for the
+    # layer it wraps, whose scope it takes in the graph.
+    coords = {layer.name for layer in model.submodules if isinstance(layer, keras.layers.Layer)
+              and getattr(getattr(layer, "layer", layer), "float_coordinates_in_int8", False)}
+    if not keep and not coords:
         return []
     sub, _, tensor_names = _graph(calibrated)
     deny = []
     for op, scope in zip(sub.operators, op_scopes(sub, tensor_names, names)):
-        if scope in keep:
-            deny.extend(tensor_names[t] for t in op.outputs)
+        outputs = [tensor_names[t] for t in op.outputs]
+        if scope in keep or (scope in coords and any(_COORDINATES.search(n) for n in outputs)):
+            deny.extend(outputs)
     return deny
 
 

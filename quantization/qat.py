@@ -25,7 +25,9 @@ BN not after a convolution                      :class:`OutputQuantizeConfig` (p
 ``TFOpLambda``                                  left float: an annotated TFOpLambda breaks ``quantize_apply``'s clone
 ``PatchesToGroups`` (transpose + reshape)       :class:`OutputQuantizeConfig`: its input may come from a float
                                                 RoIAlign, and the grouped conv after it needs an int8 input
-``StopGradient``                                :class:`NoOpQuantizeConfig`: identity
+``DeformableConv2D``                            :class:`DeformableQuantizeConfig`: 8-bit combining matrix and output;
+                                                offsets and samples calibrated at conversion (:func:`convert`)
+``StopGradient``, ``ReplicateChannels``         :class:`NoOpQuantizeConfig`: identity, channel tiling
 soft-argmax family (``SoftArgmax``,             :class:`FloatQuantizeConfig`: left float on purpose. A softmax over
 ``SpatialSoftmax``, ``SumSoftArgmax``,          H·W cells has int8 output scale 1/256 (the map collapses) and an
 ``RefineOffset``, ``PIPDecode``)                8-bit coordinate is a 1/255 grid (../shared/STACK.md); in TFLite the
@@ -111,8 +113,25 @@ class GroupConvQuantizeConfig(OutputQuantizeConfig):
         layer.kernel = quantize_weights[0]
 
 
+class DeformableQuantizeConfig(OutputQuantizeConfig):
+    """``DeformableConv2D``: its combining matrix (most of its weights and MACs) gets tfmot's 8-bit kernel
+    quantizer for ``Dense`` (symmetric, per tensor), its output an 8-bit range, so the int8 model's next
+    convolution reads the range QAT trained. The offset convolution is left to calibration: its output is
+    sampling coordinates, and the sampled values, offsets and the matmul's input are tensors inside the layer
+    that no fake-quant can reach, so :func:`convert` calibrates them (:func:`calibrated_inside`)."""
+
+    calibrates_inside = True
+
+    def get_weights_and_quantizers(self, layer):
+        return [(layer.combine.kernel, _q.quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True,
+                                                                        narrow_range=True))]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        layer.combine.kernel = quantize_weights[0]
+
+
 _CONFIGS = {"output": OutputQuantizeConfig, "groupconv": GroupConvQuantizeConfig, "noop": NoOpQuantizeConfig,
-            "float": FloatQuantizeConfig}
+            "float": FloatQuantizeConfig, "deformable": DeformableQuantizeConfig}
 
 
 def _mobile_layers():
@@ -123,7 +142,8 @@ def _mobile_layers():
 
 
 def rule(layer, foldable=None) -> str:
-    """Which treatment ``layer`` gets: ``registry`` | ``output`` | ``groupconv`` | ``noop`` | ``float`` | ``none``.
+    """Which treatment ``layer`` gets: ``registry`` | ``output`` | ``groupconv`` | ``deformable`` | ``noop`` |
+    ``float`` | ``none``.
 
     ``foldable``: names of the BatchNormalization layers tfmot folds into their convolution (:func:`foldable_norms`
     of the model being quantized); without it a BN counts as foldable when it directly follows a convolution.
@@ -146,8 +166,10 @@ def rule(layer, foldable=None) -> str:
     if isinstance(layer, custom.get("PatchesToGroups") or ()):
         # Its input (RoIAlign) may be float; quantizing its output gives the grouped conv an int8 input.
         return "output"
-    if isinstance(layer, custom.get("StopGradient") or ()):
-        return "noop"
+    if isinstance(layer, custom.get("StopGradient") or ()) or getattr(layer, "repeats_channels", None):
+        return "noop"  # identity / channel tiling (dense U-Net's ReplicateChannels): values and scale unchanged
+    if isinstance(layer, tfa_layers.DeformableConv2D):
+        return "deformable"
     if isinstance(layer, _L.InputLayer):
         return "none"
     if isinstance(layer, _L.SeparableConv2D):
@@ -443,11 +465,12 @@ def convert(model, io_dtype: str = "float32", representative=None) -> bytes:
     (:func:`float_layers`), slow int8 ops made float islands (:func:`float_islands`).
 
     ``representative`` (calibration faces, as for PTQ): the layers QAT leaves float because no QuantizeConfig
-    covers them (rule ``none``: Pose-Tree-MoE's expert stacks, the deformable convolution's sampling and matmul)
-    are quantized too, with ranges calibrated on those faces, while every fake-quantized tensor keeps its trained
-    range. Without it they stay float and the QAT model is only as fast as its covered part."""
+    covers them (rule ``none``: Pose-Tree-MoE's expert stacks) and the tensors inside partly covered layers (the
+    deformable convolution's offsets and samples, :func:`calibrated_inside`) are quantized too, with ranges
+    calibrated on those faces, while every fake-quantized tensor keeps its trained range. Without it they stay
+    float and the QAT model is only as fast as its covered part."""
     from mobile_export import tflite  # quantization ← mobile_export: imported only when converting
-    if representative is not None and not uncovered(model):
+    if representative is not None and not uncovered(model) and not calibrated_inside(model):
         # Fully covered: the QAT converter's own path. The calibrated path would also re-derive the ranges of
         # tensors between fake-quant nodes (concatenations, the float RoIAlign's requantized output), and on the
         # two-stage model it measured no faster.
@@ -464,6 +487,13 @@ def uncovered(qat_model) -> list:
 
     return [layer.name for layer in qat_model.layers
             if not isinstance(layer, (QuantizeWrapper, QuantizeLayer, _L.InputLayer)) and rule(layer) == "none"]
+
+
+def calibrated_inside(qat_model) -> list:
+    """Names of the QAT model's wrapped layers whose QuantizeConfig fake-quantizes weights and output only, leaving
+    tensors inside the layer without a range (``calibrates_inside``: the deformable convolution)."""
+    return [layer.layer.name for layer in qat_model.layers
+            if getattr(getattr(layer, "quantize_config", None), "calibrates_inside", False)]
 
 
 def coverage(model) -> dict:
@@ -507,7 +537,8 @@ def scope():
     """``quantize_scope`` knowing the package's custom layers and QuantizeConfigs (to build or load QAT models)."""
     objects = {c.__name__: c for c in _CONFIGS.values()}
     objects.update({c.__name__: c for c in (tfa_layers.SoftArgmax, tfa_layers.SpatialSoftmax, tfa_layers.GroupConv2D,
-                                            tfa_layers.PointPatches, tfa_layers.BilinearSample)})
+                                            tfa_layers.PointPatches, tfa_layers.BilinearSample,
+                                            tfa_layers.DeformableConv2D)})
     objects.update({n: c for n, c in _mobile_layers().items() if c is not None})
     return _q.quantize_scope(objects)
 
@@ -665,9 +696,9 @@ def calibrate_ranges(qat_model, model, batches) -> dict:
     return ranges
 
 
-__all__ = ["NoOpQuantizeConfig", "FloatQuantizeConfig", "OutputQuantizeConfig", "GroupConvQuantizeConfig", "rule",
-           "coverage", "uncovered", "foldable_norms", "annotate", "scope", "quantize_model", "calibrate_ranges",
-           "split_separable", "init_weight_ranges",
+__all__ = ["NoOpQuantizeConfig", "FloatQuantizeConfig", "OutputQuantizeConfig", "GroupConvQuantizeConfig",
+           "DeformableQuantizeConfig", "rule", "coverage", "uncovered", "calibrated_inside", "foldable_norms",
+           "annotate", "scope", "quantize_model", "calibrate_ranges", "split_separable", "init_weight_ranges",
            "float_layers", "float_islands", "convert", "float_weights", "main"]
 
 
@@ -695,12 +726,21 @@ def float_weights(qat_model, model):
             raise ValueError(f"float_weights: layer '{layer.name}' has no counterpart in the QAT model")
         # The wrapper holds the inner layer's variables (the kernel is swapped for its fake-quantized tensor, so
         # the inner layer no longer lists it) next to the quantizers' own (kernel_min, optimizer_step...): match
-        # by variable name.
-        found = {short(v): v for v in wrappers[layer.name].weights}
-        missing = [short(w) for w in layer.weights if short(w) not in found]
+        # by variable name and shape, in order, since a layer with sublayers (DeformableConv2D's offset
+        # convolution and combining matrix) has two variables named "kernel".
+        found: dict = {}
+        for v in wrappers[layer.name].weights:
+            found.setdefault((short(v), tuple(v.shape)), []).append(v)
+        values, missing = [], []
+        for w in layer.weights:
+            same = found.get((short(w), tuple(w.shape)))
+            if same:
+                values.append(same.pop(0).numpy())
+            else:
+                missing.append(short(w))
         if missing:
             raise ValueError(f"float_weights: QAT layer '{wrappers[layer.name].name}' has no {missing}")
-        layer.set_weights([found[short(w)].numpy() for w in layer.weights])
+        layer.set_weights(values)
     return model
 
 
@@ -736,10 +776,11 @@ def _run(argv) -> int:
                    help="--data faces that set the activation ranges before fine-tuning (default 32; 0: tfmot's "
                         "[-6, 6] start)")
     p.add_argument("--uncovered", choices=("calibrate", "float"), default="calibrate",
-                   help="layers QAT has no QuantizeConfig for (qat.uncovered, e.g. Pose-Tree-MoE's experts): "
-                        "'calibrate' quantizes them in the .tflite with ranges from --calibration-size --data faces "
-                        "(as PTQ; the fake-quantized tensors keep their trained ranges), 'float' leaves them float "
-                        "(default calibrate)")
+                   help="layers QAT has no QuantizeConfig for (qat.uncovered, e.g. Pose-Tree-MoE's experts) "
+                        "and the tensors inside partly covered ones (qat.calibrated_inside: the deformable "
+                        "convolution's offsets and samples): 'calibrate' quantizes them in the .tflite with ranges "
+                        "from --calibration-size --data faces (as PTQ; the fake-quantized tensors keep their trained "
+                        "ranges), 'float' leaves them float (default calibrate)")
     args = p.parse_args(argv)
     cli.check(p, args)
     if args.calibration_size < 0:

@@ -140,3 +140,49 @@ def test_int8_coverage_is_zero_for_float_and_one_without_float_layers(calib):
     assert tflite.inspect(tflite.convert(model, "none"))["int8_coverage"] == 0.0
     full = tflite.inspect(tflite.convert(model, "int8", lambda: iter(calib)))
     assert full["int8_coverage"] == 1.0 and full["float_ops"] == []
+
+
+@pytest.mark.parametrize("sampler", ["deformable", "stn"])
+def test_sampling_coordinates_stay_float_in_int8(sampler):
+    """Quantized to 8 bits over a map, a sampling coordinate moves in steps of range/255 (a quarter pixel on a
+    64-pixel map) and its bilinear weights take a handful of values: the deformable convolution and the dense
+    U-Net's STN keep their coordinate ops float, while the convolutions and gathers around them are int8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobile_export import tflite
+    from quantization import presets
+    from tfalign import layers as tfa_layers
+    from tfalign._keras import keras, layers
+    from tfalign.models.dense_unet import AffineFeatureWarp
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+    if sampler == "deformable":
+        deform = tfa_layers.DeformableConv2D(4, name="deform")
+        model = keras.Model(inp, deform(x))
+        kernel, bias = deform.offset_conv.get_weights()
+        deform.offset_conv.set_weights([np.random.default_rng(0).normal(0, 0.3, kernel.shape).astype(np.float32),
+                                        bias])
+        int8_kinds = {"CONV_2D", "GATHER", "FULLY_CONNECTED"}
+    else:
+        stn = AffineFeatureWarp(name="stn")
+        model = keras.Model(inp, layers.Conv2D(4, 1, name="after")(stn(x)))
+        kernel, bias = stn.loc.layers[-1].get_weights()  # identity at init: tilt it so the grid is not on pixels
+        stn.loc.layers[-1].set_weights([kernel, bias + np.float32([0.1, 0.05, 0.02, -0.04, 0.9, 0.03])])
+        int8_kinds = {"CONV_2D", "GATHER"}
+    rng = np.random.default_rng(1)
+    rep = lambda: ([rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)] for _ in range(4))  # noqa: E731
+    it = Interpreter(model_content=tflite.convert(model, preset=presets.for_int8(rep)))
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    in_scope, kinds = [], set()
+    for op in it._get_ops_details():
+        out = tensors[op["outputs"][0]]
+        if op["op_name"] in ("QUANTIZE", "DELEGATE"):
+            continue
+        if "/sample_coords" in out["name"]:
+            in_scope.append((op["op_name"], np.dtype(out["dtype"]).name))
+        elif out["dtype"] == np.int8:
+            kinds.add(op["op_name"])
+    assert any(name == "FLOOR" for name, _ in in_scope)
+    assert in_scope and all(dtype in ("float32", "int32") for _, dtype in in_scope), in_scope
+    assert int8_kinds <= kinds, kinds

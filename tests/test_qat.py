@@ -204,8 +204,8 @@ def test_float_islands_refuses_unknown_ops():
         qat.float_islands(b"", ops=("NOT_AN_OP",))
 
 
-def test_float_weights_undo_the_wrappers():
-    model = _hard_swish_model()
+def _assert_float_weights_round_trip(model):
+    # float_weights copies the QAT copy's weights into a zeroed plain clone: it must give back model's own.
     q = qat.quantize_model(model)
     plain = keras.models.clone_model(model)
     for w in plain.weights:
@@ -213,6 +213,11 @@ def test_float_weights_undo_the_wrappers():
     qat.float_weights(q, plain)
     for a, b in zip(plain.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_float_weights_undo_the_wrappers():
+    model = _hard_swish_model()
+    _assert_float_weights_round_trip(model)
 
 
 def test_pre_activation_batch_norm_is_quantized_at_its_output():
@@ -376,10 +381,52 @@ def test_weight_ranges_start_at_the_weights():
 
 def test_float_weights_reassemble_separable_layers():
     model = _separable_model()
-    q = qat.quantize_model(model)
-    plain = keras.models.clone_model(model)
-    for w in plain.weights:
-        w.assign(np.zeros(w.shape, w.dtype.as_numpy_dtype))
-    qat.float_weights(q, plain)
-    for a, b in zip(plain.get_weights(), model.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    _assert_float_weights_round_trip(model)
+
+
+def _deformable_model():
+    from tfalign.models.dense_unet import ReplicateChannels
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp)
+    deform = tfa_layers.DeformableConv2D(4, name="deform")
+    x = ReplicateChannels(2, name="rep")(deform(x))
+    model = keras.Model(inp, layers.Conv2D(2, 1, name="out")(x))
+    kernel, bias = deform.offset_conv.get_weights()  # zero at init: give the taps somewhere to move
+    deform.offset_conv.set_weights([np.random.default_rng(0).normal(0, 0.3, kernel.shape).astype(np.float32), bias])
+    return model
+
+
+def test_deformable_convolution_is_quantized_and_its_inside_calibrated():
+    from mobile_export import tflite
+    model = _deformable_model()
+    kinds = {name: kind for kind, names in qat.coverage(model).items() for name in names}
+    assert kinds["deform"] == "deformable" and kinds["rep"] == "noop"
+    x = _inputs(8)[:, ::4, ::4]
+    q = qat.quantize_model(model, calibration=[x])
+    assert qat.uncovered(q) == [] and qat.calibrated_inside(q) == ["deform"]
+    wrapper = q.get_layer("quant_deform")
+    names = {w.name.split("/")[-1].split(":")[0] for w in wrapper.weights}
+    assert {"kernel_min", "kernel_max", "output_min", "output_max"} <= names  # the matrix and the output
+    # The fake-quantized combining matrix is what the layer computes with: its output sits on the int8 grid.
+    ref = model.get_layer("deform")
+    probe_f = keras.Model(model.inputs, ref.output)
+    probe_q = keras.Model(q.inputs, wrapper.output)
+    assert not np.allclose(probe_q(x).numpy(), probe_f(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(probe_q(x).numpy(), probe_f(x).numpy(), atol=0.05 * np.abs(probe_f(x)).max())
+    rep = lambda: (x[i:i + 1] for i in range(len(x)))  # noqa: E731
+    plain, mixed = qat.convert(q), qat.convert(q, representative=rep)
+    float_kinds = {op.split()[0] for op in tflite.inspect(mixed)["float_ops"]}
+    # Covered but not whole: the faces are used, so the sampling GATHERs and the matmul run in int8 too.
+    assert not {"CONV_2D", "FULLY_CONNECTED", "GATHER_ND", "GATHER"} & float_kinds, float_kinds
+    assert tflite.inspect(mixed)["int8_coverage"] > tflite.inspect(plain)["int8_coverage"]
+    got = tflite.Runner(mixed).batch(x)
+    want = q(x).numpy()
+    assert want.std(axis=0).mean() > 1e-3
+    np.testing.assert_allclose(got, want, atol=0.05 * np.abs(want).max())
+
+
+def test_float_weights_tell_apart_sublayer_variables_of_the_same_name():
+    # DeformableConv2D's offset convolution and combining matrix both hold a "kernel" and a "bias".
+    model = _deformable_model()
+    _assert_float_weights_round_trip(model)

@@ -28,6 +28,13 @@ def pixel_to_normalized(points, height, width):
     return (points + 0.5) / scale
 
 
+# Name scope of the sampling coordinates, bilinear weights and indices (:func:`bilinear_sample_xy`). A layer with
+# ``float_coordinates_in_int8 = True`` keeps the ops in it float in int8 exports (mobile_export.tflite.float_nodes):
+# quantized to 8 bits over a 64-pixel map, a coordinate moves in quarter-pixel steps and its bilinear weights take
+# four values.
+COORDINATE_SCOPE = "sample_coords"
+
+
 def bilinear_sample(features, points):
     """Sample ``features`` [B, H, W, C] at ``points`` [B, P, 2] (x, y in pixel coords) → [B, P, C].
 
@@ -51,26 +58,29 @@ def bilinear_sample_xy(features, x, y):
     pw, ph = width + 2, height + 2
     batch = tf.shape(features)[0]
     num = tf.shape(x)[1]
-    # Padded coordinates: column i of the map is column i + 1 of the padded one; -1 and W are the zero ring.
-    xp = tf.clip_by_value(x, -1.0, float(width)) + 1.0
-    yp = tf.clip_by_value(y, -1.0, float(height)) + 1.0
-    # x0 ≤ W keeps x0 + 1 inside the padded map when x sits exactly on the far ring (its weight is then 1 on x0 + 1).
-    x0 = tf.minimum(tf.floor(xp), float(width))
-    y0 = tf.minimum(tf.floor(yp), float(height))
-    wx1 = xp - x0
-    wy1 = yp - y0
-    wx0 = 1.0 - wx1
-    wy0 = 1.0 - wy1
+    with tf.name_scope(COORDINATE_SCOPE):  # layers with float_coordinates_in_int8 keep these ops float in int8
+        # Padded coordinates: column i of the map is column i + 1 of the padded one; -1 and W are the zero ring.
+        xp = tf.clip_by_value(x, -1.0, float(width)) + 1.0
+        yp = tf.clip_by_value(y, -1.0, float(height)) + 1.0
+        # x0 ≤ W keeps x0 + 1 inside the padded map when x sits exactly on the far ring (its weight is then 1 on
+        # x0 + 1).
+        x0 = tf.minimum(tf.floor(xp), float(width))
+        y0 = tf.minimum(tf.floor(yp), float(height))
+        wx1 = xp - x0
+        wy1 = yp - y0
+        wx0 = 1.0 - wx1
+        wy0 = 1.0 - wy1
+        base = tf.reshape(tf.range(batch) * (ph * pw), [-1, 1])
+        top_left = tf.reshape(base + tf.cast(y0, tf.int32) * pw + tf.cast(x0, tf.int32), [-1])
+        weights = (wx0 * wy0, wx1 * wy0, wx0 * wy1, wx1 * wy1)
     padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]])
     flat = tf.reshape(padded, [-1, channels])
-    base = tf.reshape(tf.range(batch) * (ph * pw), [-1, 1])
-    top_left = tf.reshape(base + tf.cast(y0, tf.int32) * pw + tf.cast(x0, tf.int32), [-1])
 
     def corner(offset, weight):
         vals = tf.reshape(tf.gather(flat, top_left + offset), [batch, num, channels])
         return vals * tf.expand_dims(weight, -1)
 
-    return (corner(0, wx0 * wy0) + corner(1, wx1 * wy0) + corner(pw, wx0 * wy1) + corner(pw + 1, wx1 * wy1))
+    return (corner(0, weights[0]) + corner(1, weights[1]) + corner(pw, weights[2]) + corner(pw + 1, weights[3]))
 
 
 def patch_grid(size: int, spacing: float = 1.0):
@@ -366,6 +376,11 @@ class DeformableConv2D(keras.layers.Layer):
     matrix product: TFLite CONV_2D/FULLY_CONNECTED + GATHER, no Flex or custom op. Stride 1, ``same`` output size.
     """
 
+    # In int8 exports the sampling coordinates and bilinear weights stay float (COORDINATE_SCOPE); the offset
+    # convolution, the gathers and the matrix product are int8. Quantized, the coordinates of a 64 × 64 map took
+    # quarter-pixel steps, which cost the QAT dense U-Net 0.13 NME points (docs/compression.md).
+    float_coordinates_in_int8 = True
+
     def __init__(self, filters: int, kernel_size: int = 3, use_bias: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.use_bias = int(filters), int(kernel_size), bool(use_bias)
@@ -380,10 +395,11 @@ class DeformableConv2D(keras.layers.Layer):
         r = tf.range(k, dtype=tf.float32) - (k - 1) / 2.0
         ky, kx = tf.meshgrid(r, r, indexing="ij")
         taps = tf.stack([tf.reshape(kx, [-1]), tf.reshape(ky, [-1])], -1)  # [k², 2] (x, y), row-major like Conv2D
-        ys, xs = tf.meshgrid(tf.range(h, dtype=tf.float32), tf.range(w, dtype=tf.float32), indexing="ij")
-        centres = tf.stack([tf.reshape(xs, [-1]), tf.reshape(ys, [-1])], -1)  # [H·W, 2]
-        base = tf.reshape(centres[:, None, :] + taps[None], [1, h * w * k * k, 2])
-        self._base_x, self._base_y = base[..., 0], base[..., 1]
+        # Tap positions as broadcastable grids, [1, 1, W, k²] for x and [1, H, 1, k²] for y, added to the offsets
+        # in their [B, H, W, k²] layout: the full [1, H·W·k²] grids were constants of 147 KB each per coordinate
+        # and layer in the .tflite (a third of the 64-channel dense U-Net's float32 file).
+        self._base_x = tf.reshape(tf.range(w, dtype=tf.float32)[:, None] + taps[None, :, 0], [1, 1, w, k * k])
+        self._base_y = tf.reshape(tf.range(h, dtype=tf.float32)[:, None] + taps[None, :, 1], [1, h, 1, k * k])
         self.offset_conv.build(input_shape)
         self.combine.build((None, k * k * c))
         super().build(input_shape)
@@ -397,9 +413,13 @@ class DeformableConv2D(keras.layers.Layer):
         kernel, bias = self.offset_conv.kernel, self.offset_conv.bias
 
         def offsets(i):
-            return tf.reshape(tf.nn.conv2d(x, kernel[..., i::2], 1, "SAME") + bias[i::2], [-1, h * w * k2])
+            return tf.nn.conv2d(x, kernel[..., i::2], 1, "SAME") + bias[i::2]  # [B, H, W, k²]
 
-        samples = bilinear_sample_xy(x, self._base_x + offsets(0), self._base_y + offsets(1))  # [B, H·W·k², C]
+        dx, dy = offsets(0), offsets(1)
+        with tf.name_scope(COORDINATE_SCOPE):
+            xs = tf.reshape(self._base_x + dx, [-1, h * w * k2])
+            ys = tf.reshape(self._base_y + dy, [-1, h * w * k2])
+        samples = bilinear_sample_xy(x, xs, ys)  # [B, H·W·k², C]
         return tf.reshape(self.combine(tf.reshape(samples, [-1, h, w, k2 * c])), [-1, h, w, self.filters])
 
     def set_conv_weights(self, kernel, bias=None):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 
 from tfalign._keras import keras, layers, register, tf
-from tfalign.layers import DeformableConv2D, bilinear_sample
+from tfalign.layers import COORDINATE_SCOPE, DeformableConv2D, bilinear_sample
 from tfalign.models.base import Architecture, InputSpec, TrainSpec, register_architecture, register_preset
 from tfalign.schemes import get_scheme
 
@@ -172,6 +172,8 @@ class AffineFeatureWarp(keras.layers.Layer):
     """STN (§3.1, Fig. 4a): a localisation network predicts an affine θ (initialised to identity) and the features
     are resampled with the shared bilinear sampler. Inputs: features [B, H, W, C]."""
 
+    float_coordinates_in_int8 = True  # as DeformableConv2D: 8-bit sampling positions take quarter-pixel steps
+
     def build(self, input_shape):
         h, w = int(input_shape[1]), int(input_shape[2])
         self.loc = keras.Sequential([layers.GlobalAveragePooling2D(), layers.Dense(32, activation="relu"),
@@ -187,8 +189,9 @@ class AffineFeatureWarp(keras.layers.Layer):
     def call(self, x):
         h, w = x.shape[1], x.shape[2]
         theta = tf.reshape(self.loc(x), [-1, 2, 3])
-        src = tf.einsum("pk,bjk->bpj", self._grid, theta)  # [B, H·W, 2] normalised
-        pix = tf.stack([(src[..., 0] + 1) / 2 * w - 0.5, (src[..., 1] + 1) / 2 * h - 0.5], -1)
+        with tf.name_scope(COORDINATE_SCOPE):
+            src = tf.einsum("pk,bjk->bpj", self._grid, theta)  # [B, H·W, 2] normalised
+            pix = tf.stack([(src[..., 0] + 1) / 2 * w - 0.5, (src[..., 1] + 1) / 2 * h - 0.5], -1)
         return tf.reshape(bilinear_sample(x, pix), [-1, h, w, x.shape[-1]])
 
 
