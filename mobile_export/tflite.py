@@ -118,15 +118,19 @@ def _quantize_calibrated(calibrated: bytes, model, io_dtype: str) -> bytes:
     return bytes(tfl_util.modify_model_io_type(quantized, dtype, dtype))
 
 
-def _layer_scopes(model) -> tuple[set, set]:
-    """Names of all layers, and of the layers that must stay float in int8."""
-    names, keep = set(), set()
+def _layer_scopes(model) -> tuple[set, set, set]:
+    """Names of all layers, of the layers that must stay float in int8, and of those whose sampling coordinates
+    stay float (``float_coordinates_in_int8``; a QAT wrapper stands for the layer it wraps, whose scope it takes in
+    the graph)."""
+    names, keep, coords = set(), set(), set()
     for layer in model.submodules:
         if isinstance(layer, keras.layers.Layer):
             names.add(layer.name)
             if keeps_float(layer):
                 keep.add(layer.name)
-    return names, keep
+            if getattr(getattr(layer, "layer", layer), "float_coordinates_in_int8", False):
+                coords.add(layer.name)
+    return names, keep, coords
 
 
 def _scope_of(tensor_name: str, names: set) -> Optional[str]:
@@ -158,11 +162,7 @@ def float_nodes(calibrated: bytes, model) -> list:
     Ops are attributed to layers by the layer scope in their output tensor name; an op whose output was renamed
     (the graph output, ``StatefulPartitionedCall:0``) inherits the layer of the op that feeds it.
     """
-    names, keep = _layer_scopes(model)
-    # Layers whose sampling coordinates stay float (tfalign.layers.COORDINATE_SCOPE); a QAT wrapper stands for the
-    # layer it wraps, whose scope it takes in the graph.
-    coords = {layer.name for layer in model.submodules if isinstance(layer, keras.layers.Layer)
-              and getattr(getattr(layer, "layer", layer), "float_coordinates_in_int8", False)}
+    names, keep, coords = _layer_scopes(model)
     if not keep and not coords:
         return []
     sub, _, tensor_names = _graph(calibrated)
