@@ -18,7 +18,8 @@ says so). Every fine-tune runs through the trainer with a cosine learning-rate d
 * ``ptq_int8``: full-integer post-training quantization of the float model, calibrated on ``--calibration-size``
   training faces (``quantization.calibration``); soft-argmax family kept float (``presets.keeps_float``).
 * ``qat_int8``: tfmot QAT copy (``quantization.qat``), activation ranges set on the ``--calibration-size``
-  faces (``qat.calibrate_ranges``), fine-tuned through the trainer, converted with
+  faces (``qat.calibrate_ranges``), fine-tuned through the trainer (with the float model as teacher when
+  ``--qat-distill W`` is given, batch norms frozen with ``--qat-freeze-bn``), converted with
   ``qat.convert`` (``presets.for_qat(representative=...)``: layers QAT cannot wrap are quantized with ranges
   calibrated on the same faces as PTQ; HARD_SWISH kept a float island, as in the PTQ export).
 
@@ -100,6 +101,13 @@ def parse_args(argv=None):
                         "while the channels to remove fade to zero, then cut and fine-tune --channel-epochs "
                         "(quantization.channel_pruning.prune_gradually; default 0: cut at once)")
     add_distill(p)
+    p.add_argument("--qat-distill", type=float, default=0.0, metavar="W",
+                   help="QAT: fine-tune with the float model as teacher, W x the distance between the fake-quantized "
+                        "and the float model's outputs (--distill-outputs, or the point outputs) added to the loss "
+                        "(default 0: off)")
+    p.add_argument("--qat-freeze-bn", action="store_true",
+                   help="QAT: batch normalizations normalize with their moving statistics, which stay as the float "
+                        "training left them (qat.freeze_batch_norms; γ and β still train; default: statistics update)")
     p.add_argument("--calibration-size", type=int, default=64, help="int8 calibration faces (default 64)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=20, help="invokes per variant per round (default 20)")
@@ -130,9 +138,12 @@ def parse_args(argv=None):
     args.layer_ratios = layer_ratios
     if args.channel_divisor < 1:
         p.error("--channel-divisor: must be >= 1")
-    if args.distill < 0:
-        p.error("--distill: must be >= 0")
-    args.distill_outputs = distill_outputs(p, args)
+    for flag in ("distill", "qat_distill"):
+        if getattr(args, flag) < 0:
+            p.error(f"--{flag.replace('_', '-')}: must be >= 0")
+    # --distill-outputs names what either teacher distils; distill_outputs refuses it without a teacher.
+    args.distill_outputs = distill_outputs(p, argparse.Namespace(distill=args.distill or args.qat_distill,
+                                                                 distill_outputs=args.distill_outputs))
     if args.channel_gradual_epochs < 0:
         p.error("--channel-gradual-epochs: must be >= 0")
     bad = set(args.variants.split(",")) - set(VARIANTS)
@@ -361,14 +372,18 @@ def bench_model(name: str, args, model_dirs: dict) -> dict:
     def _qat_int8():
         from quantization import qat
         batches = calibration.calibration_batches(spec, args.data, args.calibration_size)
-        qmodel, ft = finetune(lambda: qat.quantize_model(base, batches), arch, config, args, "qat", workdir)
+        build, teach = distill.builder(base, base, args.qat_distill, **teaching,
+                                       prepare=lambda m: qat.quantize_model(m, batches, freeze_bn=args.qat_freeze_bn))
+        trained, ft = finetune(build, arch, config, args, "qat", workdir)
+        qmodel = distill.student_of(trained)
         infer_q = arch.inference_model(config, qmodel)
         data = qat.convert(infer_q, representative=calibration.representative_from(batches))
         # The layers no QAT rule covers, and those covered only at their weights and output, which qat.convert
         # quantized with calibrated ranges (none: QAT's own path).
         calibrated = qat.uncovered(infer_q) + qat.calibrated_inside(infer_q)
         record("qat_int8", base, data, {"finetune": ft, "int8_coverage": tflite.inspect(data)["int8_coverage"],
-                                        "calibrated_layers": calibrated}, float_bytes)
+                                        "calibrated_layers": calibrated, "distill": teach,
+                                        "freeze_bn": args.qat_freeze_bn}, float_bytes)
 
 
     attempt("qat_int8", _qat_int8)
@@ -431,9 +446,10 @@ def _label(key: str, v: dict) -> str:
         how = ", gradual" if v.get("gradual") else ""
         div = f", widths ×{v['divisor']}" if v.get("divisor", 8) != 8 else ""  # the time steps with it (channel_blocks)
         return f"channel {v['ratio']:g}{extra}{div}{crit}{', distilled' if v.get('distill') else ''}{how}"
+    how = (", distilled" if v.get("distill") else "") + (", BN frozen" if v.get("freeze_bn") else "")
     if key in ("ptq_int8", "qat_int8") and v.get("int8_coverage") is not None:
-        return f"{LABELS[key]} ({v['int8_coverage']:.0%} of ops int8)"
-    return LABELS[key]
+        return f"{LABELS[key]} ({v['int8_coverage']:.0%} of ops int8{how})"
+    return LABELS[key] + how
 
 
 def host_label(cpu, amx: str = "") -> str:

@@ -40,14 +40,14 @@ def parser(prog: str, description: str, epochs: int, lr: float) -> OneLineParser
     return p
 
 
-def add_distill(p) -> None:
-    """``--distill W`` and ``--distill-outputs``, shared by ``quantization.prune`` and ``bench/compression.py``;
-    read the outputs back with :func:`distill_outputs`."""
+def add_distill(p, student: str = "magnitude and channel: fine-tune with the unpruned model as teacher, adding W x "
+                               "the distance between the pruned and the unpruned model's outputs") -> None:
+    """``--distill W`` and ``--distill-outputs``, shared by ``quantization.prune``, ``quantization.qat`` and
+    ``bench/compression.py``; read the outputs back with :func:`distill_outputs`. ``student``: the help's opening,
+    saying which fine-tune gets the teacher."""
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
-                   help="magnitude and channel: fine-tune with the unpruned model as teacher, adding W x the distance "
-                        "between the pruned and the unpruned model's outputs (points, or --distill-outputs) to the "
-                        "loss (quantization.distill; default 0: off; for mobile_two_stage its l2_weight, 300, is a "
-                        "natural scale)")
+                   help=f"{student} (points, or --distill-outputs) to the loss (quantization.distill; default 0: off; "
+                        "for mobile_two_stage its l2_weight, 300, is a natural scale)")
     p.add_argument("--distill-outputs", default="", metavar="NAME,...",
                    help="with --distill: the model outputs to distil (default: its point outputs, [B, N, 2]); for "
                         "models whose points come from an argmax, which passes no gradient, name the maps, e.g. "

@@ -81,3 +81,26 @@ def test_fine_tunes_run_under_the_seed_given(monkeypatch, tmp_path):
         args.current_model = "mobile_two_stage"
         bench.finetune(None, None, None, args, "channel", str(tmp_path))
         assert runs[-1].seed == seed
+
+
+def test_qat_rows_say_whether_a_teacher_and_frozen_batch_norms_trained_them():
+    report = _report(None)
+    variants = report["models"]["m"]["variants"]
+    variants["qat_int8"] = _variant(0.041, 40e6, 0.5, int8_coverage=0.5, distill={"heatmaps": 1.0}, freeze_bn=True)
+    report["models"]["m"]["goals"] = bench.goals(variants)
+    text = bench.markdown(report)
+    assert "QAT int8 (50 % of ops int8, distilled, BN frozen)" in text
+    assert "PTQ int8 (44 % of ops int8) |" in text  # nothing added where nothing was done
+    variants["qat_int8"].update(distill={}, freeze_bn=False)
+    assert "QAT int8 (50 % of ops int8) |" in bench.markdown(report)
+
+
+def test_distill_outputs_need_either_teacher(capsys):
+    import pytest
+    assert bench.parse_args(["--qat-distill", "1", "--distill-outputs", "heatmaps"]).distill_outputs == ["heatmaps"]
+    assert bench.parse_args(["--distill", "1", "--distill-outputs", "a,b"]).distill_outputs == ["a", "b"]
+    for argv, message in ((["--distill-outputs", "heatmaps"], "--distill-outputs: needs --distill W > 0"),
+                          (["--qat-distill", "-1"], "--qat-distill: must be >= 0")):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+        assert message in capsys.readouterr().err

@@ -430,3 +430,27 @@ def test_float_weights_tell_apart_sublayer_variables_of_the_same_name():
     # DeformableConv2D's offset convolution and combining matrix both hold a "kernel" and a "bias".
     model = _deformable_model()
     _assert_float_weights_round_trip(model)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_batch_norms_keep_their_statistics_while_the_convolutions_train(freeze):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    folded = layers.BatchNormalization(name="folded_bn")(layers.Conv2D(4, 3, padding="same", name="conv")(inp))
+    pre = layers.BatchNormalization(name="pre_bn")(layers.Add(name="add")([folded, layers.Conv2D(4, 1, name="c1")(inp)]))
+    model = keras.Model(inp, layers.Conv2D(2, 1, name="out")(layers.ReLU(name="relu")(pre)))
+    q = qat.quantize_model(model, freeze_bn=freeze)
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(8, 8, 8, 3)).astype(np.float32)  # far from BN's (0, 1) start
+    q(x, training=True)
+
+    def state(*names):
+        return {w.name: w.numpy().copy() for w in q.weights if w.name.split("/")[-1].split(":")[0] in names}
+
+    stats0, trained0 = state("moving_mean", "moving_variance"), state("gamma", "kernel")
+    assert len(stats0) == 4 and len(trained0) == 5  # 2 BNs' statistics; their γ and 3 convolution kernels
+    q.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    q.fit(x, np.ones((8, 8, 8, 2), np.float32), batch_size=4, epochs=1, verbose=0)
+    moved = [k for k, v in state("moving_mean", "moving_variance").items() if not np.allclose(v, stats0[k])]
+    assert len(moved) == (0 if freeze else 4), moved  # frozen: both BNs' statistics stay; otherwise all move
+    assert all(not np.allclose(v, trained0[k]) for k, v in state("gamma", "kernel").items())  # γ still trains
+    assert qat.freeze_batch_norms(q) == 2  # both BNs found, each inside its tfmot wrapper

@@ -171,9 +171,23 @@ def test_qat_cli_writes_int8_tflite_and_float_run(tmp_path):
     np.testing.assert_allclose(tflite.Runner(data)(x), keras_out, atol=0.05)
 
 
+def test_qat_with_a_teacher_and_frozen_batch_norms(tmp_path):
+    from quantization import qat
+    out = tmp_path / "qat"
+    code = qat.main(["--model", "tiny_test", *DATA, "--epochs", "1", "--steps", "2", "--batch-size", "4",
+                     "--distill", "10", "--freeze-bn", "--out", str(out)])
+    assert code == 0 and (out / "tiny_test_qat_int8.tflite").is_file()
+    summary = json.loads((out / "config.json").read_text())["compression"]
+    assert summary["distill"] == {"landmarks": 10.0} and summary["freeze_bn"] is True
+
+
 @pytest.mark.parametrize("argv,match", [
     (["--epochs", "1"], "--data and --val are needed"),
     ([*DATA, "--epochs", "1", "--calibration-size", "0"], "--uncovered calibrate needs calibration faces"),
+    (["--epochs", "0", "--distill", "1"], "--distill: needs --epochs > 0"),
+    (["--epochs", "0", "--freeze-bn"], "--freeze-bn: needs --epochs > 0"),
+    ([*DATA, "--epochs", "1", "--distill-outputs", "heatmaps"], "--distill-outputs: needs --distill W > 0"),
+    ([*DATA, "--epochs", "1", "--distill", "-2"], "--distill: must be >= 0"),
 ])
 def test_qat_usage_error(argv, match, capsys):
     from quantization import qat

@@ -219,11 +219,13 @@ class HeatmapDecode(keras.layers.Layer):
         near = tf.clip_by_value(idx[..., None] + tf.constant([1, -1, w, -w]), 0, h * w - 1)  # [B, N, 4]
         rows = tf.reshape(tf.range(tf.shape(heatmaps)[0]) * (h * w), [-1, 1, 1])
         vals = tf.gather(tf.reshape(heatmaps, [-1]), (rows + near) * n + tf.reshape(tf.range(n), [1, n, 1]))
-        inside = tf.reshape(tf.stack([x < w - 1, x > 0, y < h - 1, y > 0], -1), [-1, n, 4])
-        vals = tf.where(inside, vals, tf.fill(tf.shape(vals), -1e9))
-        dx = 0.25 * tf.sign(vals[..., 0] - vals[..., 1])
-        dy = 0.25 * tf.sign(vals[..., 2] - vals[..., 3])
-        return tf.stack([(x + dx + 0.5) / w, (y + dy + 0.5) / h], -1)
+        # A neighbour outside the map loses: the step goes inwards. Masking its value with -1e9 instead put -1e9
+        # into the heatmaps' int8 range (the quantizer gives the maps, their reshape, the gather and the select
+        # one scale), so a single calibration face with a peak on the border flattened every map to one value.
+        one = tf.ones_like(x)
+        dx = tf.where(x >= w - 1, -one, tf.where(x <= 0, one, tf.sign(vals[..., 0] - vals[..., 1])))
+        dy = tf.where(y >= h - 1, -one, tf.where(y <= 0, one, tf.sign(vals[..., 2] - vals[..., 3])))
+        return tf.stack([(x + 0.25 * dx + 0.5) / w, (y + 0.25 * dy + 0.5) / h], -1)
 
 
 def _prior_logit(config: DenseUNetConfig) -> float:
