@@ -141,9 +141,8 @@ def parse_args(argv=None):
     for flag in ("distill", "qat_distill"):
         if getattr(args, flag) < 0:
             p.error(f"--{flag.replace('_', '-')}: must be >= 0")
-    # --distill-outputs names what either teacher distils; distill_outputs refuses it without a teacher.
-    args.distill_outputs = distill_outputs(p, argparse.Namespace(distill=args.distill or args.qat_distill,
-                                                                 distill_outputs=args.distill_outputs))
+    # --distill-outputs names what either teacher distils.
+    args.distill_outputs = distill_outputs(p, args, weight=args.distill or args.qat_distill)
     if args.channel_gradual_epochs < 0:
         p.error("--channel-gradual-epochs: must be >= 0")
     bad = set(args.variants.split(",")) - set(VARIANTS)

@@ -56,12 +56,23 @@ def add_distill(p, student: str = "magnitude and channel: fine-tune with the unp
                         "squared error)")
 
 
-def distill_outputs(p, args) -> list:
-    """``--distill-outputs NAME,...`` as a list of output names; it means nothing without ``--distill W``."""
+def distill_outputs(p, args, weight=None) -> list:
+    """``--distill-outputs NAME,...`` as a list of output names; it means nothing without a teacher: ``weight``,
+    by default ``--distill W`` (``bench/compression.py`` also counts ``--qat-distill``)."""
     names = [k.strip() for k in args.distill_outputs.split(",") if k.strip()]
-    if names and not args.distill:
+    if names and not (args.distill if weight is None else weight):
         p.error("--distill-outputs: needs --distill W > 0")
     return names
+
+
+def check_distill(p, args) -> None:
+    """``--distill W`` and ``--distill-outputs`` of a command line that fine-tunes ``--epochs`` (prune, qat):
+    one-line usage errors, and ``args.distill_outputs`` parsed into a list."""
+    if args.distill and args.epochs == 0:
+        p.error("--distill: needs --epochs > 0 (the teacher acts while the compressed model fine-tunes)")
+    if args.distill < 0:
+        p.error(f"--distill: must be >= 0, got {args.distill}")
+    args.distill_outputs = distill_outputs(p, args)
 
 
 def check(p: OneLineParser, args) -> None:

@@ -73,11 +73,7 @@ def parse_args(argv=None):
     if args.method != "channel" and (args.criterion != "l1" or args.divisor != 8 or args.min_channels != 8
                                      or args.ratio or args.gradual):
         p.error("--criterion, --divisor, --min-channels, --ratio and --gradual apply to --method channel only")
-    if args.distill and args.epochs == 0:
-        p.error("--distill: needs --epochs > 0 (the teacher acts while the pruned model fine-tunes)")
-    if args.distill < 0:
-        p.error(f"--distill: must be >= 0, got {args.distill}")
-    args.distill_outputs = cli.distill_outputs(p, args)
+    cli.check_distill(p, args)
     if args.gradual < 0:
         p.error(f"--gradual: must be >= 0, got {args.gradual}")
     if args.gradual and not (args.data and args.val):

@@ -721,8 +721,8 @@ def calibrate_ranges(qat_model, model, batches) -> dict:
 
 __all__ = ["NoOpQuantizeConfig", "FloatQuantizeConfig", "OutputQuantizeConfig", "GroupConvQuantizeConfig",
            "DeformableQuantizeConfig", "rule", "coverage", "uncovered", "calibrated_inside", "foldable_norms",
-           "annotate", "scope", "quantize_model", "freeze_batch_norms", "calibrate_ranges", "split_separable", "init_weight_ranges",
-           "float_layers", "float_islands", "convert", "float_weights", "main"]
+           "annotate", "scope", "quantize_model", "freeze_batch_norms", "calibrate_ranges", "split_separable",
+           "init_weight_ranges", "float_layers", "float_islands", "convert", "float_weights", "main"]
 
 
 def float_weights(qat_model, model):
@@ -816,11 +816,9 @@ def _run(argv) -> int:
                        "fake-quantized and the float model's outputs")
     args = p.parse_args(argv)
     cli.check(p, args)
-    if args.distill < 0:
-        p.error(f"--distill: must be >= 0, got {args.distill}")
-    if (args.distill or args.freeze_bn) and args.epochs == 0:
-        p.error(f"{'--distill' if args.distill else '--freeze-bn'}: needs --epochs > 0 (it acts on the fine-tune)")
-    args.distill_outputs = cli.distill_outputs(p, args)
+    cli.check_distill(p, args)
+    if args.freeze_bn and args.epochs == 0:
+        p.error("--freeze-bn: needs --epochs > 0 (it acts on the fine-tune)")
     if args.calibration_size < 0:
         p.error(f"--calibration-size must be >= 0, got {args.calibration_size}")
     if args.uncovered == "calibrate" and not args.calibration_size:
